@@ -1,0 +1,3 @@
+from scrobbler_cli.cli import main
+
+main()

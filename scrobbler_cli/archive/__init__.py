@@ -1,0 +1,380 @@
+"""The local archive: one SQLite file that holds every listen once.
+
+Writers take the lock file, open through sqlite-utils and apply pending migrations;
+readers open with plain ``sqlite3`` (fast start, never blocked thanks to WAL) as long as
+the schema is current. ``save_records`` is the single way listens enter the archive:
+it applies same-source identity and cross-source matching and, in the same transaction,
+moves the account's cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchiveError
+from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex
+from ..models import Account, Listen, SaveResult, SourceRecord
+from ..normalize import SEP, name_key
+from . import queries
+from .lock import DEFAULT_WAIT, WriteLock
+
+#: The number of migrations; each migration sets ``PRAGMA user_version`` to its number.
+SCHEMA_VERSION = 1
+
+# Records further apart than this are looked up in separate windows, so a batch that
+# spans years never loads the archive's whole history as candidates.
+_WINDOW = 86400
+
+__all__ = ["Archive", "SCHEMA_VERSION"]
+
+
+class Archive:
+    """An open archive. Use as a context manager; ``readonly`` skips the write lock."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        lock_wait: float = DEFAULT_WAIT,
+        tolerance: int = DEFAULT_TOLERANCE,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.tolerance = tolerance
+        self._memory = str(path) == ":memory:"
+        self._lock: WriteLock | None = None
+        self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
+        if readonly and not self._memory and not self.path.exists():
+            raise ArchiveError(
+                f"no archive at {self.path}",
+                hint="run `scrob sync` or `scrob import` first, or pass --db",
+            )
+        if not readonly and not self._memory:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArchiveError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+            self._lock = WriteLock(self.path, lock_wait)
+            self._lock.acquire()
+        try:
+            self.conn = self._connect()
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.readonly and not self._memory:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA user_version").fetchone()  # fails on a non-database file
+        except sqlite3.DatabaseError as exc:
+            raise ArchiveError(
+                f"cannot open the archive {self.path}: {exc}",
+                hint="is it a scrob archive? pass another --db",
+            ) from None
+        return conn
+
+    def _ensure_schema(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ArchiveError(
+                f"the archive {self.path} was written by a newer scrob (schema {version})",
+                hint="upgrade scrob",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if self.readonly:
+            # An older archive: migrate it under the write lock, then read.
+            self.conn.close()
+            Archive(self.path, tolerance=self.tolerance).close()
+            self.conn = self._connect()
+            return
+        from sqlite_utils import Database
+
+        from .migrations import migrations
+
+        if not self._memory:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            migrations.apply(Database(self.conn))
+        except sqlite3.DatabaseError as exc:
+            raise ArchiveError(f"cannot migrate the archive {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.conn = None  # type: ignore[assignment]
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def save_records(
+        self,
+        account: Account,
+        records: Iterable[SourceRecord],
+        *,
+        cursor: int | None = None,
+    ) -> SaveResult:
+        """Add one source's records and, in the same transaction, move its cursor.
+
+        Same-source repeats are counted as duplicates; a record matching a listen another
+        source already has (same track or recording MBID, within the tolerance, nearest
+        in time, one-to-one) is attached to it; anything else is a new listen. The cursor
+        only moves forward.
+        """
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        batch = sorted(records, key=lambda r: r.listened_at)
+        result = SaveResult(received=len(batch))
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for window in _windows(batch):
+                self._save_window(account, window, result)
+            if cursor is not None:
+                conn.execute(
+                    queries.UPSERT_CURSOR.replace(
+                        "cursor = excluded.cursor",
+                        "cursor = max(cursor, excluded.cursor)"),
+                    (account.service, account.name, int(cursor), int(time.time())),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for cache in self._ids.values():  # ids handed out in the transaction are void
+                cache.clear()
+            raise
+        return result
+
+    def _save_window(self, account: Account, batch: list[SourceRecord],
+                     result: SaveResult) -> None:
+        conn = self.conn
+        lo = batch[0].listened_at - self.tolerance
+        hi = batch[-1].listened_at + self.tolerance
+        svc, acct = account.service, account.name
+        seen: set[tuple[int, int]] = {
+            (t, tid) for t, tid in conn.execute(queries.SAME_SOURCE, (svc, acct, lo, hi))
+        }
+        index = CandidateIndex()
+        for lid, t, tid, mbid, taken in conn.execute(queries.CANDIDATES, (svc, acct, lo, hi)):
+            index.add(Candidate(lid, t, bool(taken)), tid, mbid)
+
+        next_id = (conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
+        now = int(time.time())
+        new_listens: list[tuple[Any, ...]] = []
+        new_sources: list[tuple[Any, ...]] = []
+        counts: dict[str, Counter[int]] = {"artists": Counter(), "tracks": Counter(),
+                                           "albums": Counter()}
+        for rec in batch:
+            a_key = name_key(rec.artist)
+            artist_id = self._id("artists", a_key, rec.artist, None)
+            track_id = self._id("tracks", a_key + SEP + name_key(rec.track), rec.track,
+                                artist_id)
+            ident = (rec.listened_at, track_id)
+            if ident in seen:
+                result.duplicates += 1
+                continue
+            seen.add(ident)
+            match = index.nearest(rec.listened_at, track_id, rec.recording_mbid,
+                                  self.tolerance)
+            if match is not None:
+                match.taken = True
+                listen_id = match.listen_id
+                result.merged += 1
+            else:
+                listen_id = next_id
+                next_id += 1
+                album_id = None
+                if rec.album:
+                    album_id = self._id("albums", a_key + SEP + name_key(rec.album),
+                                        rec.album, artist_id)
+                    counts["albums"][album_id] += 1
+                counts["artists"][artist_id] += 1
+                counts["tracks"][track_id] += 1
+                new_listens.append((
+                    listen_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
+                    rec.duration, rec.recording_mbid, rec.release_mbid,
+                    json.dumps(list(rec.artist_mbids)) if rec.artist_mbids else None,
+                    artist_id, track_id, album_id,
+                ))
+                index.add(Candidate(listen_id, rec.listened_at, True), track_id,
+                          rec.recording_mbid)
+                result.new += 1
+            new_sources.append((listen_id, svc, acct, rec.listened_at, track_id,
+                                rec.remote_id, rec.raw, now))
+        conn.executemany(queries.INSERT_LISTEN, new_listens)
+        conn.executemany(queries.INSERT_SOURCE, new_sources)
+        for table, counter in counts.items():
+            conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
+                             [(n, i) for i, n in counter.items()])
+
+    def _id(self, table: str, key: str, name: str, artist_id: int | None) -> int:
+        """The row id of a name key, created on first sight (first spelling kept)."""
+        cache = self._ids[table]
+        found = cache.get(key)
+        if found is not None:
+            return found
+        row = self.conn.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            if artist_id is None:
+                cur = self.conn.execute(f"INSERT INTO {table} (key, name) VALUES (?, ?)",
+                                        (key, name))
+            else:
+                cur = self.conn.execute(
+                    f"INSERT INTO {table} (key, name, artist_id) VALUES (?, ?, ?)",
+                    (key, name, artist_id))
+            found = int(cur.lastrowid or 0)
+        else:
+            found = int(row[0])
+        cache[key] = found
+        return found
+
+    def set_cursor(self, account: Account, cursor: int) -> None:
+        self.save_records(account, [], cursor=cursor)
+
+    def record_pushes(self, target: Account, listen_ids: Iterable[int]) -> None:
+        """Remember that these listens were accepted by ``target`` (one transaction)."""
+        now = int(time.time())
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO pushes (listen_id, service, account, pushed_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(i, target.service, target.name, now) for i in listen_ids],
+            )
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_cursor(self, account: Account) -> int | None:
+        row = self.conn.execute(
+            "SELECT cursor FROM cursors WHERE service = ? AND account = ?",
+            (account.service, account.name),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM listens").fetchone()[0])
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account with records in the archive, its record count and cursor."""
+        rows = self.conn.execute("""
+            SELECT s.service, s.account, count(*) AS records,
+                   (SELECT cursor FROM cursors c
+                    WHERE c.service = s.service AND c.account = s.account) AS cursor
+            FROM sources s GROUP BY s.service, s.account ORDER BY 1, 2""").fetchall()
+        return [dict(zip(("service", "account", "records", "cursor"), r)) for r in rows]
+
+    def listens(
+        self,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        artist: str | None = None,
+        track: str | None = None,
+        album: str | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Listen]:
+        """Listens matching the filters; names compare by their normalized keys."""
+        where = ["1"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("l.listened_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("l.listened_at < ?")
+            args.append(until)
+        for column, value in (("artist", artist), ("track", track), ("album", album)):
+            if value is not None:
+                table = column + "s"
+                where.append(
+                    f"l.{column}_id IN (SELECT id FROM {table} WHERE substr(key, "
+                    f"instr(key, char(31)) + 1) = ?)" if column != "artist"
+                    else "l.artist_id IN (SELECT id FROM artists WHERE key = ?)"
+                )
+                args.append(name_key(value))
+        if source is not None:
+            svc, _, acct = source.partition(":")
+            where.append("EXISTS (SELECT 1 FROM sources s WHERE s.listen_id = l.id"
+                         " AND s.service = ?" + (" AND s.account = ?" if acct else "") + ")")
+            args.extend([svc, acct] if acct else [svc])
+        order = "DESC" if newest_first else "ASC"
+        sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
+               f" ORDER BY l.listened_at {order}, l.id {order}")
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for row in self.conn.execute(sql, args):
+            yield _listen(row)
+
+    def missing_for(
+        self,
+        account: Account,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        source: str | None = None,
+        include_pushed: bool = False,
+    ) -> Iterator[Listen]:
+        """Which archived listens does ``account`` lack? Oldest first.
+
+        A listen is present on an account when a record of that account was matched to
+        it (archive.md identity rules); unless ``include_pushed``, listens already pushed
+        there are left out too. ``source`` keeps only listens seen by that service.
+        """
+        sql = queries.MISSING_FOR.format(columns=queries.LISTEN_COLUMNS)
+        params = {
+            "service": account.service, "account": account.name,
+            "include_pushed": int(include_pushed),
+            "since": since if since is not None else -(2**62),
+            "until": until if until is not None else 2**62,
+            "source": source,
+        }
+        for row in self.conn.execute(sql, params):
+            yield _listen(row)
+
+
+def _windows(batch: list[SourceRecord]) -> Iterator[list[SourceRecord]]:
+    """Split a time-sorted batch where records are more than a day apart."""
+    start = 0
+    for i in range(1, len(batch)):
+        if batch[i].listened_at - batch[i - 1].listened_at > _WINDOW:
+            yield batch[start:i]
+            start = i
+    if batch:
+        yield batch[start:]
+
+
+def _listen(row: tuple[Any, ...]) -> Listen:
+    return Listen(
+        id=row[0], listened_at=row[1], artist=row[2], track=row[3], album=row[4],
+        duration=row[5], recording_mbid=row[6], release_mbid=row[7],
+        artist_mbids=tuple(json.loads(row[8])) if row[8] else (),
+        accounts=tuple(row[9].split("\x1f")) if row[9] else (),
+    )

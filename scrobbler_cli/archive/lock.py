@@ -1,0 +1,43 @@
+"""One writer at a time: a lock file beside the archive, waited for a bounded time.
+
+An OS-level lock (``filelock``) rather than a row in the database, so ``kill -9`` or a
+power cut can never leave it held: the kernel drops it with the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from ..errors import ArchiveBusy
+
+DEFAULT_WAIT = 10.0
+
+
+class WriteLock:
+    def __init__(self, archive_path: Path, wait: float = DEFAULT_WAIT) -> None:
+        self.path = Path(str(archive_path) + ".lock")
+        self.wait = wait
+        self._lock = FileLock(str(self.path))
+
+    def acquire(self) -> None:
+        try:
+            self._lock.acquire(timeout=self.wait)
+        except Timeout:
+            raise ArchiveBusy(
+                f"the archive {self.path.with_suffix('')} is busy: another scrob is writing "
+                f"to it (waited {self.wait:g}s)",
+                hint="try again when it has finished, or raise SCROB_LOCK_WAIT",
+            ) from None
+        try:  # tell a curious user which process holds it
+            os.truncate(self.path, 0)
+            with open(self.path, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()

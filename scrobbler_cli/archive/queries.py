@@ -1,0 +1,58 @@
+"""The SQL the archive runs, in one place."""
+
+from __future__ import annotations
+
+CANDIDATES = """
+SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
+       EXISTS (SELECT 1 FROM sources s
+               WHERE s.listen_id = l.id AND s.service = ? AND s.account = ?) AS taken
+FROM listens l
+WHERE l.listened_at BETWEEN ? AND ?
+"""
+
+SAME_SOURCE = """
+SELECT listened_at, track_id FROM sources
+WHERE service = ? AND account = ? AND listened_at BETWEEN ? AND ?
+"""
+
+INSERT_LISTEN = """
+INSERT INTO listens (id, listened_at, artist, track, album, duration, recording_mbid,
+                     release_mbid, artist_mbids, artist_id, track_id, album_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+INSERT_SOURCE = """
+INSERT INTO sources (listen_id, service, account, listened_at, track_id, remote_id, raw,
+                     seen_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+UPSERT_CURSOR = """
+INSERT INTO cursors (service, account, cursor, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (service, account) DO UPDATE SET cursor = excluded.cursor,
+                                             updated_at = excluded.updated_at
+"""
+
+LISTEN_COLUMNS = """
+l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
+l.release_mbid, l.artist_mbids,
+(SELECT group_concat(s.service || ':' || s.account, char(31))
+ FROM (SELECT DISTINCT service, account FROM sources WHERE listen_id = l.id
+       ORDER BY service, account) s) AS accounts
+"""
+
+# Listens an account lacks: no record of that account is attached to them (attachment
+# is decided by the matching rules when records are saved) and, optionally, not pushed
+# there before.
+MISSING_FOR = """
+SELECT {columns} FROM listens l
+WHERE NOT EXISTS (SELECT 1 FROM sources s
+                  WHERE s.listen_id = l.id AND s.service = :service AND s.account = :account)
+  AND (:include_pushed OR NOT EXISTS (
+        SELECT 1 FROM pushes p
+        WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
+  AND l.listened_at >= :since AND l.listened_at < :until
+  AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
+                                  WHERE s2.listen_id = l.id AND s2.service = :source))
+ORDER BY l.listened_at, l.id
+"""

@@ -1,0 +1,165 @@
+"""The ``scrob`` command: a thin skin over the library.
+
+Commands parse options, call one library function and render. ``main()`` is the only
+place that turns a ``ScrobError`` into one stderr line and an exit code (errors.py).
+"""
+
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from .. import __version__
+
+HELP = """Keep one complete, private, queryable archive of your listening history.
+
+scrob pulls your listens from Last.fm and ListenBrainz into a local SQLite archive,
+counts each play once however many services saw it, pushes them on to the other
+service, and answers "what did I listen to?" from the archive, offline.
+
+Exit codes: 0 done, 1 internal error, 2 usage error, 3 credentials missing or
+rejected, 4 a remote service failed, 5 archive busy or unreadable, 6 bad input data.
+"""
+
+
+@dataclass
+class State:
+    db: Path | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+    def log(self, line: str) -> None:
+        if self.verbose:
+            from ..errors import redact
+            from ..render import log_to_stderr
+
+            log_to_stderr(redact(line))
+
+    def archive(self, *, readonly: bool = False) -> "Any":
+        """Open the archive the options and environment point to."""
+        from .. import config
+        from ..archive import Archive
+
+        settings = config.load()
+        path = config.db_path(self.db)
+        self.log(f"archive: {path}")
+        return Archive(path, readonly=readonly, lock_wait=float(settings.lock_wait),
+                       tolerance=int(settings.match_tolerance))
+
+
+_state = State()
+
+
+def build_app() -> Any:
+    import typer
+
+    from . import auth, imports, listens, stats
+
+    app = typer.Typer(
+        name="scrob",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        db: Annotated[Path | None, typer.Option(
+            "--db", metavar="PATH", envvar="SCROB_DB", show_envvar=True,
+            help="The archive file (default: archive.db in your user data directory).")] = None,
+        verbose: Annotated[bool, typer.Option(
+            "--verbose", "-v", help="Debug log on stderr (secrets redacted).")] = False,
+        quiet: Annotated[bool, typer.Option(
+            "--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+        version: Annotated[bool, typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True)] = False,
+    ) -> None:
+        if version:
+            print(f"scrob {__version__}")
+            raise typer.Exit()
+        _state.db, _state.verbose, _state.quiet = db, verbose, quiet
+        ctx.obj = _state
+
+    app.add_typer(auth.app, name="auth")
+    imports.register(app)
+    listens.register(app)
+    stats.register(app)
+    for name in ("sync", "export"):
+        try:
+            module = __import__(f"scrobbler_cli.cli.{name}", fromlist=["register"])
+        except ImportError:  # pragma: no cover - a command group not built yet
+            continue
+        module.register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run scrob and exit with the code of cli.md."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:  # fast path: no third-party import at all
+        sys.stdout.write(f"scrob {__version__}\n")
+        sys.exit(0)
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    import click
+    import typer.main
+
+    from ..errors import ISSUES_URL, ScrobError, redact
+    from ..render import error
+
+    _state.__init__()  # type: ignore[misc]  # fresh for each in-process run (tests)
+    command = typer.main.get_command(build_app())
+    try:
+        result = command.main(args=args, prog_name="scrob", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if exc.exit_code not in (0, 1) else exc.exit_code or 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        error("interrupted; nothing half-written was kept, run the command again to go on")
+        return 130
+    except ScrobError as exc:
+        if _state.verbose:
+            _traceback()
+        error(redact(str(exc)))
+        return exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last resort is a clear bug report
+        if _state.verbose:
+            _traceback()
+        error(redact(f"internal error: {type(exc).__name__}: {exc}. This is a bug in scrob; "
+                     f"please report it at {ISSUES_URL} (run with --verbose for details)"))
+        return 1
+
+
+def _traceback() -> None:
+    import traceback
+
+    from ..errors import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def state() -> State:
+    return _state

@@ -1,0 +1,59 @@
+"""``scrob import PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import Json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import")
+    def import_(
+        path: Annotated[Path, typer.Argument(
+            metavar="PATH", help="The file: scrob NDJSON, or a ListenBrainz export "
+                                 "(.zip, .jsonl or .json).")],
+        fmt: Annotated[str, typer.Option(
+            "--format", help="auto, scrob or listenbrainz (default: detect).")] = "auto",
+        json_: Json = False,
+    ) -> None:
+        """Add listens from a file to the archive.
+
+        Reads scrob's own NDJSON (what `scrob listens --json` prints, so an archive
+        round-trips losslessly) and ListenBrainz listening-history exports. Invalid
+        records are reported with their line number and skipped; the valid ones are kept
+        and the command exits with code 6. Importing the same file twice adds nothing.
+        """
+        from .. import render
+        from ..errors import BadInput
+        from ..importers import import_file
+        from . import state
+
+        st = state()
+        shown = 0
+
+        def problem(where: str, reason: str) -> None:
+            nonlocal shown
+            shown += 1
+            if shown <= 50:
+                render.warn(f"{where}: skipped: {reason}")
+            elif shown == 51:
+                render.warn("more invalid records; only the first 50 are listed")
+
+        with st.archive() as archive, render.progress(
+                f"importing {path.name}", enabled=not st.quiet) as bar:
+            report = import_file(archive, path, fmt=fmt, on_problem=problem,
+                                 on_progress=lambda n: bar(0, info=f"{n:,} records"))
+        if json_:
+            render.write_json(report.as_json())
+        elif not st.quiet:
+            render.message(
+                f"{report.records:,} records read from {path.name} ({report.format}): "
+                f"{report.new:,} new listens, {report.merged:,} matched listens already "
+                f"archived from another source, {report.duplicates:,} already imported")
+        if report.invalid:
+            raise BadInput(f"{report.invalid:,} invalid records in {path} were skipped; "
+                           "the valid ones were imported")

@@ -1,0 +1,71 @@
+"""``scrob listens``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+import typer
+
+from .options import Json, Since, Source, Tz, Until
+
+COLUMNS = ["listened_at", "artist", "track", "album", "duration", "recording_mbid",
+           "release_mbid", "sources"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("listens")
+    def listens(
+        since: Since = None,
+        until: Until = None,
+        artist: Annotated[str | None, typer.Option(
+            help="Only this artist (compared ignoring case, spacing and quote style).")] = None,
+        track: Annotated[str | None, typer.Option(help="Only this track title.")] = None,
+        album: Annotated[str | None, typer.Option(help="Only this album.")] = None,
+        source: Source = None,
+        limit: Annotated[int | None, typer.Option(
+            min=0, help="At most this many listens (the newest, unless --reverse).")] = None,
+        reverse: Annotated[bool, typer.Option(
+            "--reverse", help="Oldest first (default: newest first).")] = False,
+        json_: Json = False,
+        fmt: Annotated[str, typer.Option(
+            "--format", help="table, json (NDJSON, like --json) or csv.")] = "table",
+        tz: Tz = None,
+    ) -> None:
+        """List archived listens, newest first, each counted once.
+
+        With --json, one JSON object per line (NDJSON) that `scrob import` reads back.
+        """
+        from .. import render
+        from ..errors import UsageError
+        from ..timeparse import parse_date, zone
+        from . import state
+
+        if fmt not in ("table", "json", "csv"):
+            raise UsageError(f"unknown format {fmt!r}", hint="use table, json or csv")
+        if json_:
+            fmt = "json"
+        zinfo = zone(tz)
+        start = parse_date(since, zinfo) if since else None
+        end = parse_date(until, zinfo) if until else None
+        with state().archive(readonly=True) as archive:
+            rows = archive.listens(since=start, until=end, artist=artist, track=track,
+                                   album=album, source=source, limit=limit,
+                                   newest_first=not reverse)
+            if fmt == "json":
+                render.write_ndjson(listen.as_json() for listen in rows)
+            elif fmt == "csv":
+                render.write_csv(COLUMNS, (
+                    [r.listened_at, r.artist, r.track, r.album or "", r.duration or "",
+                     r.recording_mbid or "", r.release_mbid or "", " ".join(r.sources)]
+                    for r in rows))
+            else:
+                render.table(None, ["when", "artist", "track", "album", "sources"], (
+                    [_when(r.listened_at, zinfo), r.artist, r.track, r.album or "",
+                     ", ".join(r.sources)] for r in rows))
+
+
+def _when(ts: int, zinfo: object) -> str:
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    local = dt.astimezone(zinfo) if zinfo is not None else dt.astimezone()  # type: ignore[arg-type]
+    return local.strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,144 @@
+"""Where things live and the settings that are not secrets.
+
+Precedence, first wins: command-line option, ``SCROB_*`` environment variable, the
+settings file (``config.toml`` in the platformdirs config dir, or ``SCROB_CONFIG``), the
+built-in default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_config_dir, user_data_dir
+
+from .errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP = "scrob"
+DEFAULT_LASTFM_API_URL = "https://ws.audioscrobbler.com/2.0/"
+DEFAULT_LISTENBRAINZ_API_URL = "https://api.listenbrainz.org"
+DEFAULT_MUSICBRAINZ_API_URL = "https://musicbrainz.org/ws/2/"
+
+# setting name -> (config.toml section, key, environment variable, default)
+_SETTINGS: dict[str, tuple[str, str, str | None, Any]] = {
+    "lastfm_user": ("lastfm", "user", "SCROB_LASTFM_USER", None),
+    "lastfm_api_url": ("lastfm", "api_url", "SCROB_LASTFM_API_URL", DEFAULT_LASTFM_API_URL),
+    "lastfm_rate": ("lastfm", "requests_per_second", "SCROB_LASTFM_RATE", 5.0),
+    "listenbrainz_user": ("listenbrainz", "user", "SCROB_LISTENBRAINZ_USER", None),
+    "listenbrainz_api_url": ("listenbrainz", "api_url", "SCROB_LISTENBRAINZ_API_URL",
+                             DEFAULT_LISTENBRAINZ_API_URL),
+    "musicbrainz_api_url": ("musicbrainz", "api_url", "SCROB_MUSICBRAINZ_API_URL",
+                            DEFAULT_MUSICBRAINZ_API_URL),
+    "match_tolerance": ("archive", "match_tolerance", "SCROB_MATCH_TOLERANCE", 300),
+    "lock_wait": ("archive", "lock_wait", "SCROB_LOCK_WAIT", 10.0),
+}
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("SCROB_CONFIG") or Path(user_config_dir(APP)) / "config.toml")
+
+
+def default_db_path() -> Path:
+    return Path(user_data_dir(APP)) / "archive.db"
+
+
+def db_path(option: str | os.PathLike[str] | None = None) -> Path:
+    """The archive: ``--db``, then ``SCROB_DB``, then the platform's data dir."""
+    if option:
+        return Path(option).expanduser()
+    env = os.environ.get("SCROB_DB")
+    return Path(env).expanduser() if env else default_db_path()
+
+
+def read_file(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    path = path or config_path()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read the settings file {path}: {exc}") from None
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``origin`` says where each came from (env, config, default)."""
+
+    values: dict[str, Any]
+    origin: dict[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load() -> Settings:
+    data = read_file()
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, (section, key, env, default) in _SETTINGS.items():
+        if env and os.environ.get(env):
+            raw: Any = os.environ[env]
+            origin[name] = "env"
+        elif key in data.get(section, {}):
+            raw = data[section][key]
+            origin[name] = "config"
+        else:
+            values[name] = default
+            origin[name] = "default"
+            continue
+        values[name] = _coerce(name, raw, default)
+    return Settings(values, origin)
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return type(default)(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"the setting {name} must be a number, not {raw!r}") from None
+    return str(raw)
+
+
+def save(section: str, key: str, value: str | int | float | None) -> Path:
+    """Set (or with None, remove) one value in the settings file."""
+    path = config_path()
+    data = read_file(path)
+    table = data.setdefault(section, {})
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(_dump(data), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _dump(data: dict[str, dict[str, Any]]) -> str:
+    """Write the flat two-level TOML scrob uses (strings and numbers only)."""
+    import json
+
+    lines: list[str] = []
+    for section, table in data.items():
+        if not table:
+            continue
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            text = json.dumps(value) if isinstance(value, str) else repr(value)
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)

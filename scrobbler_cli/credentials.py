@@ -1,0 +1,89 @@
+"""Secrets: the OS keyring (service name ``scrob``) or the environment, never a file.
+
+Environment variables win so that cron jobs and CI run without a keyring. Every value
+read here is registered for redaction, so it cannot leak into logs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import KeyringUnavailable, register_secret
+
+KEYRING_SERVICE = "scrob"
+
+#: secret name -> environment variable
+SECRETS: dict[str, str] = {
+    "lastfm_api_key": "SCROB_LASTFM_API_KEY",
+    "lastfm_api_secret": "SCROB_LASTFM_API_SECRET",
+    "lastfm_session_key": "SCROB_LASTFM_SESSION_KEY",
+    "listenbrainz_token": "SCROB_LISTENBRAINZ_TOKEN",
+}
+
+_NO_KEYRING_HINT = (
+    "no usable keyring backend; set the secrets in the environment instead ({envs}), "
+    "or install a file-based backend with `pip install keyrings.alt`"
+)
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    value: str | None
+    origin: str  # "env", "keyring", "missing" or "keyring unavailable"
+
+
+def _keyring():  # type: ignore[no-untyped-def]
+    import keyring  # imported lazily: it is slow and only needed here
+
+    return keyring
+
+
+def _unavailable(service: str | None = None) -> KeyringUnavailable:
+    names = [env for name, env in SECRETS.items() if service is None or name.startswith(service)]
+    return KeyringUnavailable(_NO_KEYRING_HINT.format(envs=", ".join(names)))
+
+
+def get(name: str) -> Secret:
+    """A secret and where it came from; a broken keyring reads as missing."""
+    env = SECRETS[name]
+    value = os.environ.get(env)
+    if value:
+        register_secret(value)
+        return Secret(name, value, "env")
+    try:
+        value = _keyring().get_password(KEYRING_SERVICE, name)
+    except Exception:  # noqa: BLE001 - any backend failure means "no keyring"
+        return Secret(name, None, "keyring unavailable")
+    if value:
+        register_secret(value)
+        return Secret(name, value, "keyring")
+    return Secret(name, None, "missing")
+
+
+def store(name: str, value: str) -> None:
+    """Put a secret in the keyring, or fail naming the environment variables."""
+    register_secret(value)
+    kr = _keyring()
+    try:
+        backend = kr.get_keyring()
+        if getattr(backend, "priority", 1) <= 0:  # the "fail" and "null" backends
+            raise _unavailable(name.split("_")[0])
+        kr.set_password(KEYRING_SERVICE, name, value)
+    except KeyringUnavailable:
+        raise
+    except Exception:  # noqa: BLE001
+        raise _unavailable(name.split("_")[0]) from None
+
+
+def forget(name: str) -> bool:
+    """Remove a secret from the keyring; True if one was there."""
+    try:
+        kr = _keyring()
+        if kr.get_password(KEYRING_SERVICE, name) is None:
+            return False
+        kr.delete_password(KEYRING_SERVICE, name)
+        return True
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,0 +1,268 @@
+"""Files into the archive: scrob's own NDJSON and ListenBrainz listening-history exports.
+
+Each format is read by a pure line parser; invalid records are reported with their line
+number and reason while the valid ones are kept. Records are saved in large batches per
+account, so a million-line file imports at disk speed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .archive import Archive
+from .errors import BadInput, UsageError
+from .models import Account, SourceRecord
+
+FORMATS = ("auto", "scrob", "listenbrainz")
+BATCH = 20_000
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]*:.+$")
+
+
+@dataclass
+class ImportReport:
+    path: str
+    format: str
+    records: int = 0
+    new: int = 0
+    merged: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "path": self.path, "format": self.format, "records": self.records,
+            "new": self.new, "merged": self.merged, "duplicates": self.duplicates,
+            "invalid": self.invalid,
+        }
+
+
+# -- pure parsers ---------------------------------------------------------------------
+
+
+def _opt_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[str, ...]]:
+    """One object of ``scrob listens --json`` → a record and the accounts that saw it."""
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    ts = obj.get("listened_at")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise ValueError("listened_at must be unix seconds")
+    artist, track = obj.get("artist"), obj.get("track")
+    if not isinstance(artist, str) or not artist.strip():
+        raise ValueError("artist is missing or empty")
+    if not isinstance(track, str) or not track.strip():
+        raise ValueError("track is missing or empty")
+    duration = obj.get("duration")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+        raise ValueError("duration must be whole seconds")
+    mbids = obj.get("artist_mbids") or []
+    if not isinstance(mbids, list) or not all(isinstance(m, str) for m in mbids):
+        raise ValueError("artist_mbids must be a list of strings")
+    accounts = obj.get("accounts") or []
+    if not isinstance(accounts, list) or not all(
+            isinstance(a, str) and _ACCOUNT.match(a) for a in accounts):
+        raise ValueError("accounts must be a list of service:account names")
+    record = SourceRecord(
+        listened_at=int(ts), artist=artist, track=track, album=_opt_str(obj, "album"),
+        duration=duration, recording_mbid=_opt_str(obj, "recording_mbid"),
+        release_mbid=_opt_str(obj, "release_mbid"), artist_mbids=tuple(mbids), raw=raw,
+    )
+    return record, tuple(accounts)
+
+
+def parse_listenbrainz(obj: Any) -> tuple[SourceRecord, tuple[str, ...]]:
+    """One ListenBrainz listen (export line or API listen) → a record and its account."""
+    from .services.listenbrainz import parse_listen
+
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    record = parse_listen(obj)
+    user = obj.get("user_name")
+    return record, ((f"listenbrainz:{user}",) if isinstance(user, str) and user else ())
+
+
+# -- reading files ----------------------------------------------------------------------
+
+Item = tuple[str, Any, str]  # (where, decoded JSON or an Exception, raw line)
+
+
+def _json_lines(name: str, stream: io.TextIOBase | Any) -> Iterator[Item]:
+    for number, line in enumerate(stream, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield f"{name}:{number}", json.loads(text), text
+        except ValueError as exc:
+            yield f"{name}:{number}", ValueError(f"not valid JSON ({exc.msg})"), text
+
+
+def _json_document(name: str, text: str) -> Iterator[Item]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"{name} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("payload"), dict):
+        data = data["payload"].get("listens", [])
+    if not isinstance(data, list):
+        raise BadInput(f"{name} holds neither a list of listens nor one listen per line")
+    for number, obj in enumerate(data, 1):
+        yield f"{name}[{number}]", obj, json.dumps(obj, ensure_ascii=False)
+
+
+def _sniff(first: Any) -> str:
+    if isinstance(first, dict) and "track_metadata" in first:
+        return "listenbrainz"
+    return "scrob"
+
+
+def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadInput(f"{path} is not a readable zip file: {exc}") from None
+    names = sorted(
+        (n for n in archive.namelist() if re.search(r"(^|/)listens/\d{4}/\d{1,2}\.jsonl$", n)),
+        key=lambda n: tuple(int(x) for x in re.findall(r"(\d+)", n)[-2:]),
+    )
+    if not names:
+        raise BadInput(f"{path} holds no listens/YYYY/M.jsonl files",
+                       hint="is it a ListenBrainz listening-history export?")
+    user = None
+    user_files = [n for n in archive.namelist() if n.endswith("user.json")]
+    if user_files:
+        try:
+            user = json.loads(archive.read(user_files[0])).get("username")
+        except (ValueError, AttributeError):
+            user = None
+
+    def items() -> Iterator[Item]:
+        with archive:
+            for name in names:
+                with archive.open(name) as raw:
+                    yield from _json_lines(name, io.TextIOWrapper(raw, encoding="utf-8"))
+
+    return items(), user
+
+
+def import_file(
+    archive: Archive,
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    on_problem: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import ``path`` into ``archive``; importing the same file twice adds nothing."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(FORMATS))
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    default_account = Account("import", path.name)
+    user: str | None = None
+    if zipfile.is_zipfile(path):
+        items, user = _zip_items(path)
+        fmt = "listenbrainz"
+    else:
+        try:
+            fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the generator
+            head = fh.read(1)
+            while head.isspace():
+                head = fh.read(1)
+            fh.seek(0)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read {path}: {exc}") from None
+        if head == "[" or (head == "{" and path.suffix == ".json" and _is_document(path)):
+            with fh:
+                items = _json_document(path.name, fh.read())
+        else:
+            items = _json_lines(path.name, fh)
+    if user:
+        default_account = Account("listenbrainz", user)
+
+    report = ImportReport(path=str(path), format=fmt)
+    pending: dict[Account, list[SourceRecord]] = {}
+    parser: Callable[..., tuple[SourceRecord, tuple[str, ...]]] | None = None
+    if fmt != "auto":
+        parser = parse_scrob if fmt == "scrob" else parse_listenbrainz
+
+    def flush(account: Account) -> None:
+        batch = pending.pop(account, [])
+        if batch:
+            saved = archive.save_records(account, batch)
+            report.new += saved.new
+            report.merged += saved.merged
+            report.duplicates += saved.duplicates
+
+    try:
+        for where, obj, raw in items:
+            if isinstance(obj, Exception):
+                _problem(report, where, str(obj), on_problem)
+                continue
+            if parser is None:
+                report.format = fmt = _sniff(obj)
+                parser = parse_scrob if fmt == "scrob" else parse_listenbrainz
+            try:
+                if parser is parse_scrob:
+                    record, accounts = parse_scrob(obj, raw)
+                else:
+                    record, accounts = parser(obj)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                _problem(report, where, str(exc) or type(exc).__name__, on_problem)
+                continue
+            except UnicodeDecodeError as exc:  # pragma: no cover - decoding inside a line
+                _problem(report, where, f"not UTF-8 ({exc.reason})", on_problem)
+                continue
+            report.records += 1
+            for acct in accounts or (default_account.source,):
+                account = Account.parse(acct)
+                batch = pending.setdefault(account, [])
+                batch.append(record)
+                if len(batch) >= BATCH:
+                    flush(account)
+            if on_progress and report.records % 10_000 == 0:
+                on_progress(report.records)
+        for account in list(pending):
+            flush(account)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
+    if report.format == "auto":
+        report.format = "scrob"
+    return report
+
+
+def _is_document(path: Path) -> bool:
+    """A ``.json`` file that starts with ``{`` may be one API reply or one listen per line."""
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        json.loads(first)
+        return False
+    except ValueError:
+        return True
+
+
+def _problem(report: ImportReport, where: str, reason: str,
+             on_problem: Callable[[str, str], None] | None) -> None:
+    report.invalid += 1
+    if len(report.problems) < 1000:
+        report.problems.append((where, reason))
+    if on_problem:
+        on_problem(where, reason)

@@ -1,0 +1,81 @@
+"""Pure cross-source matching: which archived listen is a new record the same play as?
+
+archive.md: records whose normalized artist and track agree (or whose recording MBIDs
+agree) and whose times differ by at most the tolerance are one listen; matching is
+one-to-one and nearest in time, so two real plays a few minutes apart stay two; within
+one source, records with different times are never merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_TOLERANCE = 300
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An archived listen near a new record; ``taken`` when the record's own source
+    already has it (so it cannot match a second record from that source)."""
+
+    listen_id: int
+    listened_at: int
+    taken: bool = False
+
+
+@dataclass(slots=True)
+class CandidateIndex:
+    """Archived listens near a batch, by track key id and by recording MBID."""
+
+    by_track: dict[int, list[Candidate]] = field(default_factory=dict)
+    by_mbid: dict[str, list[Candidate]] = field(default_factory=dict)
+
+    def add(self, cand: Candidate, track_id: int, mbid: str | None) -> None:
+        self.by_track.setdefault(track_id, []).append(cand)
+        if mbid:
+            self.by_mbid.setdefault(mbid, []).append(cand)
+
+    def nearest(self, listened_at: int, track_id: int, mbid: str | None,
+                tolerance: int) -> Candidate | None:
+        """The free candidate nearest in time within the tolerance, or None."""
+        best: Candidate | None = None
+        pools = [self.by_track.get(track_id, ())]
+        if mbid:
+            pools.append(self.by_mbid.get(mbid, ()))
+        for pool in pools:
+            for cand in pool:
+                if cand.taken:
+                    continue
+                gap = abs(cand.listened_at - listened_at)
+                if gap <= tolerance and (
+                    best is None
+                    or gap < abs(best.listened_at - listened_at)
+                    or (gap == abs(best.listened_at - listened_at)
+                        and cand.listen_id < best.listen_id)
+                ):
+                    best = cand
+        return best
+
+
+def match_times(left: list[int], right: list[int], tolerance: int = DEFAULT_TOLERANCE
+                ) -> list[tuple[int, int]]:
+    """One-to-one nearest-time pairing of two sources' plays of one track.
+
+    Returns index pairs (i, j). Greedy by smallest gap first, which is what the archive
+    does incrementally; exposed for tests and for callers comparing two lists.
+    """
+    gaps = sorted(
+        (abs(a - b), i, j)
+        for i, a in enumerate(left)
+        for j, b in enumerate(right)
+        if abs(a - b) <= tolerance
+    )
+    used_l: set[int] = set()
+    used_r: set[int] = set()
+    pairs = []
+    for _, i, j in gaps:
+        if i not in used_l and j not in used_r:
+            used_l.add(i)
+            used_r.add(j)
+            pairs.append((i, j))
+    return sorted(pairs)

@@ -1,0 +1,205 @@
+"""Plain records passed between the services, the engines and the archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One listen as one source reported it, before identity and dedup.
+
+    ``raw`` is the record exactly as received (JSON text), kept so that nothing a
+    service said is lost. ``remote_id`` is the service's own id for the listen where it
+    has one (ListenBrainz ``recording_msid``).
+    """
+
+    listened_at: int
+    artist: str
+    track: str
+    album: str | None = None
+    duration: int | None = None
+    recording_mbid: str | None = None
+    release_mbid: str | None = None
+    artist_mbids: tuple[str, ...] = ()
+    remote_id: str | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A place listens are seen: ``lastfm:alice``, ``listenbrainz:alice``, ``import:x.jsonl``."""
+
+    service: str
+    name: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.service}:{self.name}"
+
+    @classmethod
+    def parse(cls, source: str) -> Account:
+        service, _, name = source.partition(":")
+        return cls(service, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of records and the cursor that holds once the page is saved.
+
+    ``cursor`` is the time up to which the account is complete after this page, or
+    ``None`` when this page does not advance it (pages read out of time order).
+    """
+
+    records: list[SourceRecord]
+    cursor: int | None = None
+
+
+@dataclass(slots=True)
+class SaveResult:
+    """What saving some records did: how many were new listens, merged, or repeats."""
+
+    received: int = 0
+    new: int = 0  # new listens in the archive
+    merged: int = 0  # matched a listen another source had already
+    duplicates: int = 0  # this source had already reported this listen
+
+    def add(self, other: SaveResult) -> None:
+        self.received += other.received
+        self.new += other.new
+        self.merged += other.merged
+        self.duplicates += other.duplicates
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """The ``scrob sync --json`` summary of one account (cli.md)."""
+
+    service: str
+    user: str
+    fetched: int = 0
+    new: int = 0
+    duplicates: int = 0
+    requests: int = 0
+    cursor: int | None = None
+    complete: bool = False
+    error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "service": self.service,
+            "user": self.user,
+            "fetched": self.fetched,
+            "new": self.new,
+            "duplicates": self.duplicates,
+            "requests": self.requests,
+            "cursor": self.cursor,
+            "complete": self.complete,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(slots=True)
+class ExportReport:
+    """The ``scrob export --json`` summary (cli.md); ``reasons`` counts rejections by cause."""
+
+    target: str
+    candidates: int = 0
+    submitted: int = 0
+    already_there: int = 0
+    rejected: int = 0
+    requests: int = 0
+    too_old: int = 0
+    remaining: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected += n
+        self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class RankedItem:
+    artist: str
+    listens: int
+    track: str | None = None
+    album: str | None = None
+
+
+@dataclass(slots=True)
+class StatsReport:
+    """The ``scrob stats --json`` object (cli.md)."""
+
+    start: int
+    end: int
+    total_listens: int
+    unique_artists: int
+    unique_tracks: int
+    top_artists: list[RankedItem]
+    top_albums: list[RankedItem]
+    top_tracks: list[RankedItem]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "from": self.start,
+            "to": self.end,
+            "total_listens": self.total_listens,
+            "unique_artists": self.unique_artists,
+            "unique_tracks": self.unique_tracks,
+            "top_artists": [{"artist": i.artist, "listens": i.listens} for i in self.top_artists],
+            "top_albums": [
+                {"artist": i.artist, "album": i.album, "listens": i.listens}
+                for i in self.top_albums
+            ],
+            "top_tracks": [
+                {"artist": i.artist, "track": i.track, "listens": i.listens}
+                for i in self.top_tracks
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listen of the archive, counted once however many sources saw it.
+
+    ``accounts`` are the places it was seen (``service:account``).
+    """
+
+    id: int
+    listened_at: int
+    artist: str
+    track: str
+    album: str | None = None
+    duration: int | None = None
+    recording_mbid: str | None = None
+    release_mbid: str | None = None
+    artist_mbids: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> list[str]:
+        """The services that have it, each named once (cli.md ``sources``)."""
+        return sorted({a.partition(":")[0] for a in self.accounts})
+
+    def to_record(self) -> SourceRecord:
+        return SourceRecord(
+            listened_at=self.listened_at, artist=self.artist, track=self.track,
+            album=self.album, duration=self.duration, recording_mbid=self.recording_mbid,
+            release_mbid=self.release_mbid, artist_mbids=self.artist_mbids,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "listened_at": self.listened_at,
+            "artist": self.artist,
+            "track": self.track,
+            "album": self.album,
+            "duration": self.duration,
+            "recording_mbid": self.recording_mbid,
+            "release_mbid": self.release_mbid,
+            "artist_mbids": list(self.artist_mbids),
+            "sources": self.sources,
+            "accounts": list(self.accounts),
+        }

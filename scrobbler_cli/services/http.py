@@ -1,0 +1,191 @@
+"""The one HTTP layer every service client goes through.
+
+It owns what must be the same for every service: the configured ``httpx.Client``
+(timeouts, a User-Agent that names scrob), retries with tenacity (network errors, 429,
+5xx and whatever a service's ``classify`` marks transient, with exponential backoff and
+jitter that honours Retry-After), pacing (a fixed request rate such as Last.fm's 5/s, and
+ListenBrainz's ``X-RateLimit-*`` headers obeyed before they bite), a request counter, and
+a log callback that only ever sees redacted text. Sleeps and clocks are injectable so
+tests never really wait.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from scrobbler_cli import __version__
+from scrobbler_cli.errors import ServiceError, ServiceUnavailable, redact
+
+T = TypeVar("T")
+
+USER_AGENT = f"scrob/{__version__} (+https://github.com/scrob-dev/scrob)"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def make_client(base_url: str = "", *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """An ``httpx.Client`` with scrob's timeouts and User-Agent, reused for a whole run."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT},
+        transport=transport,
+        follow_redirects=True,
+    )
+
+
+def _header_float(response: httpx.Response, name: str) -> float | None:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait (Retry-After or X-RateLimit-Reset-In)."""
+    return _header_float(response, "Retry-After") or _header_float(response, "X-RateLimit-Reset-In")
+
+
+def default_classify(service: str) -> Callable[[httpx.Response], Any]:
+    """Status-code classification shared by services: 429 and 5xx are transient."""
+
+    def classify(response: httpx.Response) -> Any:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise ServiceUnavailable(
+                f"{service} answered HTTP {status}", service=service, status=status,
+                retry_after=retry_after(response),
+            )
+        if status >= 400:
+            raise ServiceError(f"{service} answered HTTP {status}", service=service, status=status)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ServiceUnavailable(
+                f"{service} sent a reply that is not JSON", service=service, status=status
+            ) from exc
+
+    return classify
+
+
+class Pacer:
+    """Keeps request starts at or under ``rate`` per second, across threads.
+
+    Also holds a gate set from ``X-RateLimit-Remaining: 0`` so that the next request
+    waits for the window to reset instead of collecting a 429.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+    def hold_until(self, seconds_from_now: float) -> None:
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds_from_now)
+
+    def observe(self, response: httpx.Response) -> None:
+        """Obey ListenBrainz-style rate-limit headers before they bite."""
+        remaining = _header_float(response, "X-RateLimit-Remaining")
+        reset_in = _header_float(response, "X-RateLimit-Reset-In")
+        if remaining is not None and remaining <= 0 and reset_in is not None:
+            self.hold_until(reset_in)
+
+
+class Http:
+    """Requests to one service: pacing, retries, counting and redacted logging.
+
+    ``classify`` (per call) turns a response into a value or raises a ``ServiceError``;
+    raising ``ServiceUnavailable`` makes the call retry, anything else fails at once.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        service: str,
+        rate: float | None = None,
+        attempts: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.service = service
+        self.pacer = Pacer(rate, clock=clock, sleep=sleep)
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sleep = sleep
+        self.clock = clock
+        self.log = log
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exp = min(self.max_backoff, self.backoff * 2 ** (state.attempt_number - 1))
+        delay = exp / 2 + random.uniform(0, exp / 2)  # noqa: S311 - jitter, not crypto
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if asked:
+            delay = max(delay, min(float(asked), 3600.0))
+        if self.log and exc is not None:
+            self.log(redact(f"{self.service}: {exc}; retrying in {delay:.1f}s"))
+        return delay
+
+    def request(self, method: str, url: str, *, classify: Callable[[httpx.Response], T],
+                **kwargs: Any) -> T:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(ServiceUnavailable),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._once(method, url, classify, kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, method: str, url: str, classify: Callable[[httpx.Response], T],
+              kwargs: dict[str, Any]) -> T:
+        self.pacer.wait()
+        with self._count_lock:
+            self.requests += 1
+        started = self.clock()
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                redact(f"cannot reach {self.service}: {type(exc).__name__}: {exc}"),
+                service=self.service,
+                hint="check the network connection",
+            ) from None
+        self.pacer.observe(response)
+        if self.log:
+            self.log(redact(f"{method} {response.request.url} -> {response.status_code} "
+                            f"({self.clock() - started:.2f}s)"))
+        return classify(response)

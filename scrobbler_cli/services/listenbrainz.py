@@ -1,0 +1,712 @@
+"""ListenBrainz: pure mapping between listens and records, and a thin API client.
+
+The pure half (``parse_listen``, ``listen_payload``, ``validate_listen``, ``batches``)
+needs no network and is what most tests exercise. ``ListenBrainzClient`` only builds
+URLs and headers and classifies replies; pacing, retries and logging live in
+``services/http.py``.
+
+Facts relied on (see the project's api-notes, part A):
+
+- ``GET /1/user/{u}/listens`` bounds are strict at both ends, output is newest first,
+  ``count`` is silently capped at 1000;
+- ``POST /1/submit-listens`` is all-or-nothing per request, so every listen is checked
+  here first (``validate_listen``) and one bad row never sinks a batch;
+- the server dedups on ``(listened_at, recording_msid)`` and the msid comes from the
+  submitted metadata, so ``listen_payload`` must be byte-for-byte stable for a record;
+- an invalid token is reported by ``/1/validate-token`` as HTTP 200 ``valid: false``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from scrobbler_cli import __version__
+from scrobbler_cli.errors import (
+    AuthRejected,
+    CredentialsError,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+    redact,
+    register_secret,
+)
+from scrobbler_cli.models import SourceRecord
+from scrobbler_cli.services.http import Http
+
+__all__ = [
+    "DEFAULT_API_ROOT",
+    "LISTEN_MINIMUM_TS",
+    "MAX_ITEMS_PER_GET",
+    "MAX_LISTENS_PER_REQUEST",
+    "MAX_LISTEN_PAYLOAD_SIZE",
+    "MAX_LISTEN_SIZE",
+    "MAX_SINGLE_LISTEN_BYTES",
+    "ListenBrainzClient",
+    "ListensPage",
+    "SubmissionRejected",
+    "batches",
+    "encode_listen",
+    "import_body",
+    "listen_payload",
+    "parse_listen",
+    "parse_listens_page",
+    "parse_playing_now",
+    "validate_listen",
+]
+
+SERVICE = "listenbrainz"
+DEFAULT_API_ROOT = "https://api.listenbrainz.org"
+TOKEN_HINT = "run `scrob auth listenbrainz` again or check SCROB_LISTENBRAINZ_TOKEN"
+SUBMISSION_CLIENT = "scrob"
+
+#: Server limits (api-notes A1, A2).
+LISTEN_MINIMUM_TS = 1033430400  # 2002-10-01T00:00:00Z, itself accepted
+LISTENED_AT_ALLOWED_SKEW = 3600  # listened_at must be < server time + this
+MAX_ITEMS_PER_GET = 1000
+MAX_LISTENS_PER_REQUEST = 1000
+MAX_LISTEN_SIZE = 10240
+MAX_LISTEN_PAYLOAD_SIZE = MAX_LISTEN_SIZE * MAX_LISTENS_PER_REQUEST
+MAX_TAGS_PER_LISTEN = 50
+MAX_TAG_SIZE = 64
+MAX_DURATION = 24 * 24 * 60 * 60
+MAX_DURATION_MS = MAX_DURATION * 1000
+
+_BODY_HEAD = b'{"listen_type":"import","payload":['
+_BODY_TAIL = b"]}"
+_ENVELOPE = len(_BODY_HEAD) + len(_BODY_TAIL)
+
+#: The largest listen (compact JSON bytes) that can be sent alone in an import request.
+#: The server checks ``len(body) <= listens * 10240``; a listen this size or smaller
+#: keeps every batch of such listens within that average, so batching never has to
+#: reorder or hold listens back.
+MAX_SINGLE_LISTEN_BYTES = MAX_LISTEN_SIZE - _ENVELOPE
+
+_SINGLE_MBID_KEYS = ("recording_mbid", "release_mbid", "release_group_mbid", "track_mbid")
+_MULTI_MBID_KEYS = ("artist_mbids", "work_mbids")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _mbid(value: Any) -> str | None:
+    """A canonical (lower-case, hyphenated) MBID, or None for empty or malformed values."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def _mbids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    found = (_mbid(item) for item in value)
+    return tuple(m for m in found if m)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from an int, float or numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _timestamp(value: Any) -> int | None:
+    """Unix seconds; exports write fractional seconds (``1748964422.521049``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _duration(info: Mapping[str, Any]) -> int | None:
+    """Seconds from ``duration`` or ``duration_ms``; None when absent or not positive."""
+    seconds = _number(info.get("duration"))
+    if seconds is None:
+        millis = _number(info.get("duration_ms"))
+        seconds = None if millis is None else millis // 1000
+    if seconds is None or seconds <= 0:
+        return None
+    return int(seconds)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling used for ``raw``: sorted keys, compact, UTF-8 text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
+    if not isinstance(listen, Mapping):
+        raise ValueError("listen is not a JSON object")
+    metadata = listen.get("track_metadata")
+    if not isinstance(metadata, Mapping):
+        raise ValueError("listen has no track_metadata")
+    if listened_at is None:
+        if listen.get("listened_at") is None:
+            raise ValueError("listen has no listened_at")
+        listened_at = _timestamp(listen.get("listened_at"))
+        if listened_at is None:
+            raise ValueError(f"listened_at is not a number: {listen.get('listened_at')!r}")
+    artist = _text(metadata.get("artist_name"))
+    if not artist:
+        raise ValueError("listen has an empty artist_name")
+    track = _text(metadata.get("track_name"))
+    if not track:
+        raise ValueError("listen has an empty track_name")
+    info = metadata.get("additional_info")
+    info = info if isinstance(info, Mapping) else {}
+    mapping = metadata.get("mbid_mapping")  # absent in the API, null in exports
+    mapping = mapping if isinstance(mapping, Mapping) else {}
+    return SourceRecord(
+        listened_at=listened_at,
+        artist=artist,
+        track=track,
+        album=_text(metadata.get("release_name")) or None,
+        duration=_duration(info),
+        recording_mbid=_mbid(info.get("recording_mbid")) or _mbid(mapping.get("recording_mbid")),
+        release_mbid=_mbid(info.get("release_mbid")) or _mbid(mapping.get("release_mbid")),
+        artist_mbids=_mbids(info.get("artist_mbids")) or _mbids(mapping.get("artist_mbids")),
+        remote_id=(
+            _mbid(listen.get("recording_msid"))  # API: top level
+            or _mbid(metadata.get("recording_msid"))  # export: inside track_metadata
+            or _mbid(info.get("recording_msid"))
+        ),
+        raw=canonical_json(listen),
+    )
+
+
+def parse_listen(listen: Mapping[str, Any]) -> SourceRecord:
+    """Map one listen (API reply or export line) to a ``SourceRecord``.
+
+    Tolerates legacy keys, empty-string MBIDs (-> None), flattened ``a.b`` keys in
+    ``additional_info``, a null ``mbid_mapping`` and fractional timestamps. User-given
+    MBIDs in ``additional_info`` win over the server's ``mbid_mapping``. Raises
+    ``ValueError`` with the reason when the listen is unusable, so importers can report it.
+    """
+    return _parse(listen, None)
+
+
+def parse_playing_now(listen: Mapping[str, Any]) -> SourceRecord:
+    """Map a playing-now listen, which has no ``listened_at``.
+
+    The record gets ``listened_at=0``: it describes what is playing, not a finished
+    listen, and must never be archived as one.
+    """
+    return _parse(listen, 0)
+
+
+def _page_listens(payload: Any) -> tuple[Mapping[str, Any], list[Any]]:
+    inner = payload.get("payload") if isinstance(payload, Mapping) else None
+    if isinstance(payload, Mapping) and inner is None and "listens" in payload:
+        inner = payload  # already the inner object
+    listens = inner.get("listens") if isinstance(inner, Mapping) else None
+    if not isinstance(inner, Mapping) or not isinstance(listens, list):
+        raise ValueError("reply is not a ListenBrainz listens page")
+    return inner, listens
+
+
+def parse_listens_page(
+    payload: Mapping[str, Any],
+    *,
+    on_invalid: Callable[[Any, str], None] | None = None,
+) -> list[SourceRecord]:
+    """Map a ``/listens`` reply to records, in the server's order (newest first).
+
+    An unusable listen raises ``ValueError``, unless ``on_invalid(listen, reason)`` is
+    given: then it is reported there and skipped, so one odd old listen cannot stop a sync.
+    """
+    _, listens = _page_listens(payload)
+    records: list[SourceRecord] = []
+    for listen in listens:
+        try:
+            records.append(parse_listen(listen))
+        except ValueError as exc:
+            if on_invalid is None:
+                raise
+            on_invalid(listen, str(exc))
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class ListensPage:
+    """One ``/listens`` reply.
+
+    ``count`` is what the server said it returned (use it, not the requested count, to
+    decide whether more pages follow). ``newest_ts``/``oldest_ts`` span every listen on
+    the page, including ``skipped`` ones, so a cursor can move past unusable listens.
+    ``latest_listen_ts``/``oldest_listen_ts`` describe the user's whole history.
+    """
+
+    records: list[SourceRecord]
+    count: int
+    newest_ts: int | None = None
+    oldest_ts: int | None = None
+    latest_listen_ts: int = 0
+    oldest_listen_ts: int = 0
+    skipped: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- submitting
+
+
+def listen_payload(record: SourceRecord) -> dict[str, Any]:
+    """The submit payload for a record: the same dict for the same record, always.
+
+    ListenBrainz derives a listen's msid from (track, artist, release, track_number,
+    duration) and drops a repeat of ``(listened_at, msid)`` silently, so a retry or a
+    second export only stays a no-op when every byte of that metadata is the same.
+    Only ``listened_at`` and ``track_metadata`` are sent; read-only fields of fetched
+    listens (``recording_msid``, ``mbid_mapping``, ``inserted_at``…) never are.
+    A duration is sent in whole seconds as ``duration``.
+    """
+    metadata: dict[str, Any] = {"artist_name": record.artist, "track_name": record.track}
+    if record.album and record.album.strip():
+        metadata["release_name"] = record.album
+    info: dict[str, Any] = {}
+    if record.recording_mbid:
+        info["recording_mbid"] = record.recording_mbid
+    if record.release_mbid:
+        info["release_mbid"] = record.release_mbid
+    if record.artist_mbids:
+        info["artist_mbids"] = list(record.artist_mbids)
+    if record.duration is not None and record.duration > 0:
+        info["duration"] = int(record.duration)
+    info["submission_client"] = SUBMISSION_CLIENT
+    info["submission_client_version"] = __version__
+    metadata["additional_info"] = info
+    return {"listened_at": int(record.listened_at), "track_metadata": metadata}
+
+
+def encode_listen(payload: Mapping[str, Any]) -> bytes:
+    """A listen as sent: compact UTF-8 JSON with sorted keys (sizes are measured on this)."""
+    return canonical_json(payload).encode("utf-8")
+
+
+def import_body(payloads: Iterable[Mapping[str, Any]]) -> bytes:
+    """The exact ``listen_type: import`` request body for ``payloads``."""
+    return _BODY_HEAD + b",".join(encode_listen(p) for p in payloads) + _BODY_TAIL
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _check_duration(info: Mapping[str, Any], key: str, limit: int) -> str | None:
+    if key not in info:
+        return None
+    value = info[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return f"{key} must be a positive integer"
+    if value > limit:
+        return f"{key} {value} is more than the maximum {limit} (24 days)"
+    return None
+
+
+def _check_metadata_text(metadata: Mapping[str, Any], key: str, required: bool) -> str | None:
+    if key not in metadata:
+        return f"track_metadata.{key} is missing" if required else None
+    value = metadata[key]
+    if not isinstance(value, str):
+        return f"track_metadata.{key} must be a string"
+    if not value.strip():
+        return f"track_metadata.{key} is empty"
+    return None
+
+
+def _check_additional_info(info: Any) -> str | None:
+    if not isinstance(info, Mapping):
+        return "track_metadata.additional_info must be an object"
+    if "tags" in info:
+        tags = info["tags"]
+        if not isinstance(tags, list):
+            return "additional_info.tags must be a list"
+        if len(tags) > MAX_TAGS_PER_LISTEN:
+            return f"more than {MAX_TAGS_PER_LISTEN} tags ({len(tags)})"
+        if any(not isinstance(t, str) or len(t) > MAX_TAG_SIZE for t in tags):
+            return f"a tag is not a string of at most {MAX_TAG_SIZE} characters"
+    if "duration" in info and "duration_ms" in info:
+        return "both duration and duration_ms are given"
+    reason = _check_duration(info, "duration", MAX_DURATION) or _check_duration(
+        info, "duration_ms", MAX_DURATION_MS
+    )
+    if reason:
+        return reason
+    for key in _SINGLE_MBID_KEYS:
+        value = info.get(key)
+        if value not in (None, "") and not _is_uuid(value):
+            return f"{key} is not a valid MBID: {value!r}"
+    for key in _MULTI_MBID_KEYS:
+        value = info.get(key)
+        if value in (None, []):
+            continue
+        if not isinstance(value, list):
+            return f"{key} must be a list of MBIDs"
+        bad = [v for v in value if v not in (None, "") and not _is_uuid(v)]
+        if bad:
+            return f"{key} holds an invalid MBID: {bad[0]!r}"
+    return None
+
+
+def validate_listen(payload: Mapping[str, Any], now: int) -> str | None:
+    """Why ListenBrainz would reject this ``import`` listen, or None if it would not.
+
+    Checks every per-listen rule of the server (api-notes A2) locally, because the
+    server rejects a whole batch for one bad listen. It is stricter where the server is
+    lenient (no numeric strings; an empty ``release_name`` is refused, not dropped) and
+    measures size as the listen sent alone (see ``MAX_SINGLE_LISTEN_BYTES``).
+    """
+    if not isinstance(payload, Mapping):
+        return "listen is not a JSON object"
+    extra = sorted(str(k) for k in payload if k not in ("listened_at", "track_metadata"))
+    if extra:
+        return f"only listened_at and track_metadata are allowed at the top level, not {extra}"
+    if "listened_at" not in payload:
+        return "listened_at is missing"
+    listened_at = payload["listened_at"]
+    if not isinstance(listened_at, int) or isinstance(listened_at, bool):
+        return f"listened_at must be an integer, not {listened_at!r}"
+    if listened_at < LISTEN_MINIMUM_TS:
+        return f"listened_at {listened_at} is before 2002-10-01, the earliest ListenBrainz takes"
+    if listened_at >= now + LISTENED_AT_ALLOWED_SKEW:
+        return f"listened_at {listened_at} is more than an hour in the future"
+    metadata = payload.get("track_metadata")
+    if not isinstance(metadata, Mapping):
+        return "track_metadata is missing or not an object"
+    reason = (
+        _check_metadata_text(metadata, "artist_name", True)
+        or _check_metadata_text(metadata, "track_name", True)
+        or _check_metadata_text(metadata, "release_name", False)
+    )
+    if reason:
+        return reason
+    if "additional_info" in metadata:
+        reason = _check_additional_info(metadata["additional_info"])
+        if reason:
+            return reason
+    if _has_nul(payload):
+        return "a value contains a NUL character"
+    try:
+        size = len(encode_listen(payload))
+    except (TypeError, ValueError):
+        return "listen cannot be encoded as UTF-8 JSON"
+    if size > MAX_SINGLE_LISTEN_BYTES:
+        return (
+            f"listen is {size} bytes of JSON; at most {MAX_SINGLE_LISTEN_BYTES} fit in a request "
+            f"(limit {MAX_LISTEN_SIZE} bytes per listen)"
+        )
+    return None
+
+
+def batches(
+    payloads: Iterable[Mapping[str, Any]],
+    max_listens: int = MAX_LISTENS_PER_REQUEST,
+    max_bytes: int = MAX_LISTEN_PAYLOAD_SIZE,
+) -> Iterator[list[Mapping[str, Any]]]:
+    """Split payloads, in order, into import requests the server accepts.
+
+    Each batch has at most ``max_listens`` listens and its ``import_body`` is at most
+    ``max_bytes`` and at most ``len(batch) * 10240`` bytes (the server's average rule).
+    A listen that cannot be sent even alone raises ``ValueError``: validate first.
+    """
+    if not 1 <= max_listens <= MAX_LISTENS_PER_REQUEST:
+        raise ValueError(f"max_listens must be 1..{MAX_LISTENS_PER_REQUEST}")
+    current: list[Mapping[str, Any]] = []
+    size = _ENVELOPE  # body size of ``current``
+    for payload in payloads:
+        item = len(encode_listen(payload))
+        if _ENVELOPE + item > min(max_bytes, MAX_LISTEN_SIZE):
+            raise ValueError(f"a listen of {item} bytes is too large to submit")
+        grown = size + item + (1 if current else 0)
+        if current and (
+            len(current) >= max_listens
+            or grown > max_bytes
+            or grown > (len(current) + 1) * MAX_LISTEN_SIZE
+        ):
+            yield current
+            current, size = [], _ENVELOPE
+            grown = size + item
+        current.append(payload)
+        size = grown
+    if current:
+        yield current
+
+
+# --------------------------------------------------------------------------- client
+
+
+class SubmissionRejected(ServiceError):
+    """ListenBrainz refused a submission (HTTP 400); nothing of that request was stored.
+
+    ``reason`` is the server's message; ``listen`` is the offending listen the server
+    echoes back for per-listen errors (None for request-level errors).
+    """
+
+    def __init__(self, message: str, *, reason: str, listen: dict[str, Any] | None,
+                 status: int = 400) -> None:
+        super().__init__(message, service=SERVICE, status=status)
+        self.reason = reason
+        self.listen = listen
+
+    @property
+    def listened_at(self) -> int | None:
+        return _timestamp(self.listen.get("listened_at")) if self.listen else None
+
+
+def _error_body(response: httpx.Response) -> tuple[str, dict[str, Any]]:
+    """The server's ``error`` message and the rest of its JSON error object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", {}
+    if not isinstance(body, dict):
+        return "", {}
+    message = body.get("error") or body.get("message") or ""
+    return redact(str(message))[:500], body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """How long to wait before retrying: Retry-After, or the rate-limit reset when spent.
+
+    ``X-RateLimit-Reset-In`` is on every ListenBrainz reply; it only means "wait" on a
+    429 or when ``X-RateLimit-Remaining`` is 0, not on a passing 503.
+    """
+    value = _number(response.headers.get("Retry-After"))
+    if value is not None:
+        return max(0.0, value)
+    remaining = _number(response.headers.get("X-RateLimit-Remaining"))
+    if response.status_code == 429 or (remaining is not None and remaining <= 0):
+        value = _number(response.headers.get("X-RateLimit-Reset-In"))
+        if value is not None:
+            return max(0.0, value)
+    return None
+
+
+class ListenBrainzClient:
+    """The ListenBrainz API (or a compatible server such as Maloja) over an ``Http``.
+
+    ``api_root`` is the server root, optionally with a path prefix
+    (``http://host/apis/listenbrainz``); the client appends ``/1/...``. The token is
+    sent as ``Authorization: Token …`` on every request and is registered for
+    redaction, so it never shows in URLs, logs or error messages.
+    """
+
+    def __init__(self, http: Http, *, api_root: str = DEFAULT_API_ROOT,
+                 token: str | None = None) -> None:
+        self.http = http
+        self.api_root = (api_root or DEFAULT_API_ROOT).rstrip("/")
+        self._token = token or None
+        register_secret(self._token)
+
+    def __repr__(self) -> str:
+        token = "'***'" if self._token else "None"
+        return f"ListenBrainzClient(api_root={self.api_root!r}, token={token})"
+
+    # -- plumbing
+
+    def _url(self, *parts: str) -> str:
+        return self.api_root + "/1/" + "/".join(quote(p, safe="") for p in parts)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self._token}"} if self._token else {}
+
+    def _require_token(self) -> str:
+        if not self._token:
+            raise CredentialsError("no ListenBrainz token is configured", hint=TOKEN_HINT)
+        return self._token
+
+    def _classify(self, what: str, *, user: str | None = None, submit: bool = False
+                  ) -> Callable[[httpx.Response], dict[str, Any]]:
+        """Turn a reply into its JSON object or the right ``ScrobError``.
+
+        ``user`` marks a user URL (404 means no such user); ``submit`` makes a 400 a
+        ``SubmissionRejected`` carrying the listen the server blamed.
+        """
+
+        def classify(response: httpx.Response) -> dict[str, Any]:
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise ServiceUnavailable(
+                    f"ListenBrainz answered HTTP {status} to {what}",
+                    service=SERVICE, status=status, retry_after=_retry_after(response),
+                )
+            if status == 401:
+                message, _ = _error_body(response)
+                raise AuthRejected(
+                    f"ListenBrainz rejected the token ({message or f'HTTP {status}'})",
+                    service=SERVICE, status=status, hint=TOKEN_HINT,
+                )
+            if status == 404 and user is not None:
+                raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404)
+            if status == 400 and submit:
+                message, body = _error_body(response)
+                listen = {k: v for k, v in body.items() if k not in ("code", "error")} or None
+                reason = message or "bad request"
+                raise SubmissionRejected(
+                    f"ListenBrainz refused {what}: {reason}", reason=reason, listen=listen
+                )
+            if status >= 400:
+                message, _ = _error_body(response)
+                raise ServiceError(
+                    f"ListenBrainz answered HTTP {status} to {what}"
+                    + (f": {message}" if message else ""),
+                    service=SERVICE, status=status,
+                    hint="check SCROB_LISTENBRAINZ_API_URL" if status == 404 else None,
+                )
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise ServiceUnavailable(
+                    f"ListenBrainz sent a reply to {what} that is not JSON",
+                    service=SERVICE, status=status,
+                ) from exc
+            if not isinstance(body, dict):
+                raise ServiceError(f"ListenBrainz sent an unexpected reply to {what}",
+                                   service=SERVICE, status=status)
+            return body
+
+        return classify
+
+    def _get(self, what: str, *parts: str, user: str | None = None,
+             params: dict[str, int] | None = None) -> dict[str, Any]:
+        return self.http.request("GET", self._url(*parts), classify=self._classify(what, user=user),
+                                 params=params or None, headers=self._headers())
+
+    # -- endpoints
+
+    def validate_token(self) -> str:
+        """The user name the token belongs to; ``AuthRejected`` when it is not valid."""
+        self._require_token()
+        body = self._get("the token check", "validate-token")
+        if body.get("valid") is not True:
+            raise AuthRejected("ListenBrainz says the token is not valid",
+                               service=SERVICE, status=200, hint=TOKEN_HINT)
+        name = body.get("user_name")
+        if not isinstance(name, str) or not name:
+            raise ServiceError("ListenBrainz did not say whose token this is", service=SERVICE)
+        return name
+
+    def listens(self, user: str, *, min_ts: int | None = None, max_ts: int | None = None,
+                count: int = MAX_ITEMS_PER_GET) -> ListensPage:
+        """One page of ``user``'s listens, newest first, with strict (exclusive) bounds.
+
+        With both bounds the server returns the oldest ``count`` listens inside the
+        range; with only ``min_ts`` the oldest ``count`` after it; otherwise the newest
+        ``count`` before ``max_ts``.
+        """
+        if count < 1:
+            raise ValueError("count must be positive")
+        params: dict[str, int] = {}
+        if min_ts is not None:
+            params["min_ts"] = int(min_ts)
+        if max_ts is not None:
+            params["max_ts"] = int(max_ts)
+        params["count"] = int(count)
+        body = self._get(f"the listens of {user!r}", "user", user, "listens",
+                         user=user, params=params)
+        try:
+            inner, listens = _page_listens(body)
+        except ValueError as exc:
+            raise ServiceError(f"ListenBrainz sent a malformed listens page for {user!r}",
+                               service=SERVICE) from exc
+        skipped: list[str] = []
+        records = parse_listens_page(
+            body, on_invalid=lambda listen, reason: skipped.append(reason)
+        )
+        stamps = [
+            ts for ts in (
+                _timestamp(item.get("listened_at")) if isinstance(item, Mapping) else None
+                for item in listens
+            ) if ts is not None
+        ]
+        count_value = inner.get("count")
+        return ListensPage(
+            records=records,
+            count=count_value if isinstance(count_value, int) else len(listens),
+            newest_ts=max(stamps) if stamps else None,
+            oldest_ts=min(stamps) if stamps else None,
+            latest_listen_ts=_timestamp(inner.get("latest_listen_ts")) or 0,
+            oldest_listen_ts=_timestamp(inner.get("oldest_listen_ts")) or 0,
+            skipped=tuple(skipped),
+        )
+
+    def listen_count(self, user: str) -> int:
+        """The user's total listen count (the server caches it for up to 5 minutes)."""
+        body = self._get(f"the listen count of {user!r}", "user", user, "listen-count", user=user)
+        inner = body.get("payload")
+        count = inner.get("count") if isinstance(inner, Mapping) else None
+        if not isinstance(count, int):
+            raise ServiceError("ListenBrainz sent a malformed listen count", service=SERVICE)
+        return count
+
+    def playing_now(self, user: str) -> SourceRecord | None:
+        """What ``user`` is playing now, as a record with ``listened_at=0``, or None."""
+        body = self._get(f"what {user!r} is playing", "user", user, "playing-now", user=user)
+        inner = body.get("payload")
+        listens = inner.get("listens") if isinstance(inner, Mapping) else None
+        if not listens or not isinstance(listens, list):
+            return None
+        try:
+            return parse_playing_now(listens[0])
+        except ValueError:
+            return None
+
+    def submit_import(self, payloads: list[dict[str, Any]]) -> None:
+        """Submit 1..1000 listens as ``listen_type: import`` in one request.
+
+        Payloads should come from ``listen_payload``, be checked with ``validate_listen``
+        and be grouped by ``batches``. A retry after a lost reply is safe: the server
+        drops exact repeats. A 400 raises ``SubmissionRejected`` (nothing was stored).
+        """
+        if not 1 <= len(payloads) <= MAX_LISTENS_PER_REQUEST:
+            raise ValueError(f"an import takes 1..{MAX_LISTENS_PER_REQUEST} listens, "
+                             f"not {len(payloads)}")
+        self._require_token()
+        body = import_body(payloads)
+        if len(body) > min(MAX_LISTEN_PAYLOAD_SIZE, len(payloads) * MAX_LISTEN_SIZE):
+            raise ValueError(f"import body of {len(body)} bytes is too large; use batches()")
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        reply = self.http.request(
+            "POST", self._url("submit-listens"),
+            classify=self._classify(f"a batch of {len(payloads)} listens", submit=True),
+            content=body, headers=headers,
+        )
+        if reply.get("status") != "ok":
+            raise ServiceError("ListenBrainz did not confirm the submission", service=SERVICE)

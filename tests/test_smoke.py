@@ -1,0 +1,42 @@
+"""The installed command starts, and the fast paths stay free of heavy imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from scrobbler_cli import __version__
+
+
+def test_version_fast_path_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; from scrobbler_cli.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('httpx', 'keyring', 'sqlite_utils', 'rich', 'typer', 'tenacity')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"scrob {__version__}" in out
+    assert "HEAVY []" in out
+
+
+def test_help_does_not_import_network_or_storage_libraries() -> None:
+    code = (
+        "import sys; from scrobbler_cli.cli import run\n"
+        "run(['--help'])\n"
+        "heavy = [m for m in ('httpx', 'keyring', 'sqlite_utils', 'rich.console', 'tenacity')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Usage: scrob" in out
+    assert "HEAVY []" in out
+
+
+def test_python_dash_m_runs(scrob_proc) -> None:
+    result = scrob_proc("--version")
+    assert result.code == 0
+    assert result.out.strip() == f"scrob {__version__}"
