@@ -34,6 +34,13 @@ class Secret:
     origin: str  # "env", "keyring", "missing" or "keyring unavailable"
 
 
+def register_env_secrets() -> None:
+    """Register every secret set in the environment for redaction, before anything runs,
+    so that not even a bug's traceback can show one."""
+    for env in SECRETS.values():
+        register_secret(os.environ.get(env))
+
+
 def _keyring():  # type: ignore[no-untyped-def]
     import keyring  # imported lazily: it is slow and only needed here
 

@@ -11,10 +11,13 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .archive import Archive
 from .errors import BadInput, UsageError
@@ -23,6 +26,11 @@ from .models import Account, SourceRecord
 FORMATS = ("auto", "scrob", "listenbrainz")
 BATCH = 20_000
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]*:.+$")
+# The keys of `scrob listens --json`: a line with no others is fully re-derivable from
+# the listen row, so its raw text is not stored again.
+_SCROB_KEYS = frozenset({"listened_at", "artist", "track", "album", "duration",
+                         "recording_mbid", "release_mbid", "artist_mbids", "sources",
+                         "accounts"})
 
 
 @dataclass
@@ -47,42 +55,40 @@ class ImportReport:
 # -- pure parsers ---------------------------------------------------------------------
 
 
-def _opt_str(obj: dict[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    return value
-
-
 def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[str, ...]]:
     """One object of ``scrob listens --json`` → a record and the accounts that saw it."""
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise ValueError("not a JSON object")
-    ts = obj.get("listened_at")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        raise ValueError("listened_at must be unix seconds")
-    artist, track = obj.get("artist"), obj.get("track")
-    if not isinstance(artist, str) or not artist.strip():
+    get = obj.get
+    ts = get("listened_at")
+    if type(ts) is not int:
+        if type(ts) is not float:
+            raise ValueError("listened_at must be unix seconds")
+        ts = int(ts)
+    artist, track = get("artist"), get("track")
+    if type(artist) is not str or not artist.strip():
         raise ValueError("artist is missing or empty")
-    if not isinstance(track, str) or not track.strip():
+    if type(track) is not str or not track.strip():
         raise ValueError("track is missing or empty")
-    duration = obj.get("duration")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+    duration = get("duration")
+    if duration is not None and type(duration) is not int:
         raise ValueError("duration must be whole seconds")
-    mbids = obj.get("artist_mbids") or []
-    if not isinstance(mbids, list) or not all(isinstance(m, str) for m in mbids):
+    mbids = get("artist_mbids") or ()
+    if mbids and (type(mbids) is not list or any(type(m) is not str for m in mbids)):
         raise ValueError("artist_mbids must be a list of strings")
-    accounts = obj.get("accounts") or []
-    if not isinstance(accounts, list) or not all(
-            isinstance(a, str) and _ACCOUNT.match(a) for a in accounts):
+    accounts = get("accounts") or ()
+    if accounts and (type(accounts) is not list
+                     or not all(type(a) is str and _ACCOUNT.match(a) for a in accounts)):
         raise ValueError("accounts must be a list of service:account names")
-    record = SourceRecord(
-        listened_at=int(ts), artist=artist, track=track, album=_opt_str(obj, "album"),
-        duration=duration, recording_mbid=_opt_str(obj, "recording_mbid"),
-        release_mbid=_opt_str(obj, "release_mbid"), artist_mbids=tuple(mbids), raw=raw,
-    )
+    album, rec_mbid, rel_mbid = get("album"), get("recording_mbid"), get("release_mbid")
+    for name, value in (("album", album), ("recording_mbid", rec_mbid),
+                        ("release_mbid", rel_mbid)):
+        if value is not None and type(value) is not str:
+            raise ValueError(f"{name} must be a string")
+    if raw is not None and obj.keys() <= _SCROB_KEYS:
+        raw = None
+    record = SourceRecord(ts, artist, track, album or None, duration, rec_mbid or None,
+                          rel_mbid or None, tuple(mbids), None, raw)
     return record, tuple(accounts)
 
 
@@ -108,8 +114,8 @@ def _json_lines(name: str, stream: io.TextIOBase | Any) -> Iterator[Item]:
         if not text:
             continue
         try:
-            yield f"{name}:{number}", json.loads(text), text
-        except ValueError as exc:
+            yield f"{name}:{number}", orjson.loads(text), text
+        except orjson.JSONDecodeError as exc:
             yield f"{name}:{number}", ValueError(f"not valid JSON ({exc.msg})"), text
 
 
@@ -155,8 +161,11 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
     def items() -> Iterator[Item]:
         with archive:
             for name in names:
-                with archive.open(name) as raw:
-                    yield from _json_lines(name, io.TextIOWrapper(raw, encoding="utf-8"))
+                try:
+                    with archive.open(name) as raw:
+                        yield from _json_lines(name, io.TextIOWrapper(raw, encoding="utf-8"))
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    raise BadInput(f"{path} is damaged: cannot read {name} ({exc})") from None
 
     return items(), user
 
@@ -177,7 +186,7 @@ def import_file(
         raise UsageError(f"no such file: {path}")
     default_account = Account("import", path.name)
     user: str | None = None
-    if zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(path) or _looks_like_zip(path):
         items, user = _zip_items(path)
         fmt = "listenbrainz"
     else:
@@ -199,6 +208,7 @@ def import_file(
 
     report = ImportReport(path=str(path), format=fmt)
     pending: dict[Account, list[SourceRecord]] = {}
+    known: dict[str, Account] = {default_account.source: default_account}
     parser: Callable[..., tuple[SourceRecord, tuple[str, ...]]] | None = None
     if fmt != "auto":
         parser = parse_scrob if fmt == "scrob" else parse_listenbrainz
@@ -232,7 +242,7 @@ def import_file(
                 continue
             report.records += 1
             for acct in accounts or (default_account.source,):
-                account = Account.parse(acct)
+                account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
                 batch = pending.setdefault(account, [])
                 batch.append(record)
                 if len(batch) >= BATCH:
@@ -246,6 +256,16 @@ def import_file(
     if report.format == "auto":
         report.format = "scrob"
     return report
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """A zip file's magic number, so that a truncated export is reported as a damaged zip
+    rather than as undecodable text."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _is_document(path: Path) -> bool:

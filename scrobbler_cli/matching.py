@@ -8,6 +8,7 @@ one source, records with different times are never merged.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 DEFAULT_TOLERANCE = 300
@@ -25,7 +26,11 @@ class Candidate:
 
 @dataclass(slots=True)
 class CandidateIndex:
-    """Archived listens near a batch, by track key id and by recording MBID."""
+    """Archived listens near a batch, by track key id and by recording MBID.
+
+    Candidates must be added in time order (each pool stays sorted), so a lookup is a
+    bisection to the start of the tolerance window.
+    """
 
     by_track: dict[int, list[Candidate]] = field(default_factory=dict)
     by_mbid: dict[str, list[Candidate]] = field(default_factory=dict)
@@ -35,15 +40,21 @@ class CandidateIndex:
         if mbid:
             self.by_mbid.setdefault(mbid, []).append(cand)
 
+    def __bool__(self) -> bool:
+        return bool(self.by_track)
+
     def nearest(self, listened_at: int, track_id: int, mbid: str | None,
                 tolerance: int) -> Candidate | None:
         """The free candidate nearest in time within the tolerance, or None."""
         best: Candidate | None = None
-        pools = [self.by_track.get(track_id, ())]
+        pools = [self.by_track.get(track_id, [])]
         if mbid:
-            pools.append(self.by_mbid.get(mbid, ()))
+            pools.append(self.by_mbid.get(mbid, []))
         for pool in pools:
-            for cand in pool:
+            start = bisect_left(pool, listened_at - tolerance, key=lambda c: c.listened_at)
+            for cand in pool[start:]:
+                if cand.listened_at > listened_at + tolerance:
+                    break
                 if cand.taken:
                     continue
                 gap = abs(cand.listened_at - listened_at)

@@ -115,6 +115,23 @@ class ExportReport:
     remaining: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "target": self.target,
+            "candidates": self.candidates,
+            "submitted": self.submitted,
+            "already_there": self.already_there,
+            "rejected": self.rejected,
+            "requests": self.requests,
+        }
+        if self.too_old:
+            out["too_old"] = self.too_old
+        if self.remaining:
+            out["remaining"] = self.remaining
+        if self.reasons:
+            out["reasons"] = dict(sorted(self.reasons.items()))
+        return out
+
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected += n
         self.reasons[reason] = self.reasons.get(reason, 0) + n
@@ -203,3 +220,31 @@ class Listen:
             "sources": self.sources,
             "accounts": list(self.accounts),
         }
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What an engine needs to talk to one account of a service.
+
+    Built by the CLI from settings and credentials (or by a library user directly), so
+    the engines never read the keyring or the environment themselves.
+    """
+
+    service: str
+    api_url: str
+    user: str | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
+    session_key: str | None = None
+    token: str | None = None
+    rate: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress event from a long engine run: ``done`` of ``total`` units (pages or
+    listens; ``total`` None while unknown) and the listens counted so far."""
+
+    done: int
+    total: int | None
+    listens: int

@@ -121,8 +121,8 @@ def progress(description: str, total: int | None = None, *, enabled: bool = True
              ) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr when it is a terminal; otherwise a silent callback.
 
-    The callback takes ``advance`` (units done since the last call), and optionally
-    ``total`` and ``info`` (a short literal status such as the listens so far).
+    The callback takes ``done`` (units done so far), and optionally ``total`` and
+    ``info`` (a short status such as the listens so far, shown literally).
     """
     if not enabled or not sys.stderr.isatty():
         yield lambda *a, **k: None
@@ -136,14 +136,17 @@ def progress(description: str, total: int | None = None, *, enabled: bool = True
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=_console(stderr=True), transient=True) as bar:
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=_console(stderr=True),
+                  transient=True) as bar:
         task = bar.add_task(visible(description), total=total, info="")
 
-        def update(advance: int = 0, *, total: int | None = None, info: str | None = None
-                   ) -> None:
-            kwargs: dict[str, Any] = {"advance": advance}
+        def update(done: int | None = None, *, total: int | None = None,
+                   info: str | None = None) -> None:
+            kwargs: dict[str, Any] = {}
+            if done is not None:
+                kwargs["completed"] = done
             if total is not None:
                 kwargs["total"] = total
             if info is not None:

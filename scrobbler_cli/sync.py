@@ -1,18 +1,44 @@
 """The sync engine: pages from a service into the archive, each page with its cursor.
 
-Service modules yield ``Page`` objects (records plus the cursor that holds once they are
-saved); ``save_pages`` commits each page and its cursor in one transaction, so an
-interruption at any instant loses nothing and a re-run finishes the job.
+Service engines (``scrobbler_cli/engines/<service>.py``) turn a service's paging rules
+into ``Page`` objects (records plus the cursor that holds once they are saved);
+``save_pages`` commits each page and its cursor in one transaction, so an interruption at
+any instant loses nothing and a re-run finishes the job.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
 
 from .archive import Archive
-from .models import Account, Page, SaveResult
+from .errors import UsageError
+from .models import Account, Page, Progress, SaveResult, ServiceConfig, SyncReport
 
-__all__ = ["save_pages"]
+__all__ = ["SERVICES", "SyncOptions", "engine", "save_pages", "sync_account"]
+
+SERVICES = ("lastfm", "listenbrainz")
+
+
+@dataclass
+class SyncOptions:
+    """How to sync: ``lookback`` seconds before the cursor to read again (None: the
+    service's default), ``full`` to walk the whole history, ``since`` to start at a time."""
+
+    full: bool = False
+    since: int | None = None
+    lookback: int | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    log: Callable[[str], None] | None = None
+
+
+def engine(service: str) -> ModuleType:
+    """The engine module of a service (``scrobbler_cli.engines.<service>``)."""
+    if service not in SERVICES:
+        raise UsageError(f"unknown service {service!r}", hint="use " + ", ".join(SERVICES))
+    return importlib.import_module(f"scrobbler_cli.engines.{service}")
 
 
 def save_pages(
@@ -22,7 +48,7 @@ def save_pages(
     *,
     on_page: Callable[[Page, SaveResult], None] | None = None,
 ) -> SaveResult:
-    """Save every page in order; returns the totals."""
+    """Save every page in order, each with its cursor in one transaction; the totals."""
     total = SaveResult()
     for page in pages:
         saved = archive.save_records(account, page.records, cursor=page.cursor)
@@ -30,3 +56,9 @@ def save_pages(
         if on_page:
             on_page(page, saved)
     return total
+
+
+def sync_account(archive: Archive, config: ServiceConfig,
+                 options: SyncOptions | None = None) -> SyncReport:
+    """Pull what is new for one account into the archive; see the service's engine."""
+    return engine(config.service).sync(archive, config, options or SyncOptions())

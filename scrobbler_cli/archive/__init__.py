@@ -52,6 +52,8 @@ class Archive:
         self._memory = str(path) == ":memory:"
         self._lock: WriteLock | None = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
+        # (artist, track, album) as spelled -> their name keys; names repeat a great deal
+        self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         if readonly and not self._memory and not self.path.exists():
             raise ArchiveError(
                 f"no archive at {self.path}",
@@ -81,7 +83,10 @@ class Archive:
             else:
                 conn = sqlite3.connect(str(self.path), check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA foreign_keys = ON")
+            # WAL + NORMAL: a crash or kill never corrupts or half-applies a transaction;
+            # a power cut may undo the last commits, cursor included, so a re-run refetches.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA user_version").fetchone()  # fails on a non-database file
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(
@@ -178,12 +183,37 @@ class Archive:
         lo = batch[0].listened_at - self.tolerance
         hi = batch[-1].listened_at + self.tolerance
         svc, acct = account.service, account.name
-        seen: set[tuple[int, int]] = {
-            (t, tid) for t, tid in conn.execute(queries.SAME_SOURCE, (svc, acct, lo, hi))
-        }
+        seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, (svc, acct, lo, hi)))
         index = CandidateIndex()
         for lid, t, tid, mbid, taken in conn.execute(queries.CANDIDATES, (svc, acct, lo, hi)):
             index.add(Candidate(lid, t, bool(taken)), tid, mbid)
+
+        keys = []
+        want_artists: dict[str, tuple[str | None, int | None]] = {}
+        want_tracks: dict[str, tuple[str | None, str]] = {}
+        want_albums: dict[str, tuple[str | None, str]] = {}
+        key_cache = self._keys
+        for r in batch:
+            names = (r.artist, r.track, r.album)
+            k = key_cache.get(names)
+            if k is None:
+                a = name_key(r.artist)
+                k = key_cache[names] = (a, a + SEP + name_key(r.track),
+                                        a + SEP + name_key(r.album) if r.album else None)
+                if len(key_cache) > 200_000:
+                    key_cache.clear()
+            keys.append(k)
+            if k[0] not in want_artists:
+                want_artists[k[0]] = (r.artist, None)
+            if k[1] not in want_tracks:
+                want_tracks[k[1]] = (r.track, k[0])
+            if k[2] is not None and k[2] not in want_albums:
+                want_albums[k[2]] = (r.album, k[0])
+        artist_ids = self._resolve("artists", want_artists)
+        track_ids = self._resolve("tracks", {k: (n, artist_ids[a])
+                                             for k, (n, a) in want_tracks.items()})
+        album_ids = self._resolve("albums", {k: (n, artist_ids[a])
+                                             for k, (n, a) in want_albums.items()})
 
         next_id = (conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
         now = int(time.time())
@@ -191,29 +221,28 @@ class Archive:
         new_sources: list[tuple[Any, ...]] = []
         counts: dict[str, Counter[int]] = {"artists": Counter(), "tracks": Counter(),
                                            "albums": Counter()}
-        for rec in batch:
-            a_key = name_key(rec.artist)
-            artist_id = self._id("artists", a_key, rec.artist, None)
-            track_id = self._id("tracks", a_key + SEP + name_key(rec.track), rec.track,
-                                artist_id)
+        tolerance = self.tolerance
+        for rec, (a_key, t_key, b_key) in zip(batch, keys):
+            artist_id = artist_ids[a_key]
+            track_id = track_ids[t_key]
             ident = (rec.listened_at, track_id)
             if ident in seen:
                 result.duplicates += 1
                 continue
             seen.add(ident)
             match = index.nearest(rec.listened_at, track_id, rec.recording_mbid,
-                                  self.tolerance)
+                                  tolerance) if index else None
             if match is not None:
                 match.taken = True
                 listen_id = match.listen_id
                 result.merged += 1
             else:
+                # A new listen is this source's own: no other record of the batch (all
+                # from this source) may match it, so it never joins the candidates.
                 listen_id = next_id
                 next_id += 1
-                album_id = None
-                if rec.album:
-                    album_id = self._id("albums", a_key + SEP + name_key(rec.album),
-                                        rec.album, artist_id)
+                album_id = album_ids[b_key] if b_key else None
+                if album_id is not None:
                     counts["albums"][album_id] += 1
                 counts["artists"][artist_id] += 1
                 counts["tracks"][track_id] += 1
@@ -223,8 +252,6 @@ class Archive:
                     json.dumps(list(rec.artist_mbids)) if rec.artist_mbids else None,
                     artist_id, track_id, album_id,
                 ))
-                index.add(Candidate(listen_id, rec.listened_at, True), track_id,
-                          rec.recording_mbid)
                 result.new += 1
             new_sources.append((listen_id, svc, acct, rec.listened_at, track_id,
                                 rec.remote_id, rec.raw, now))
@@ -234,26 +261,34 @@ class Archive:
             conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
                              [(n, i) for i, n in counter.items()])
 
-    def _id(self, table: str, key: str, name: str, artist_id: int | None) -> int:
-        """The row id of a name key, created on first sight (first spelling kept)."""
+    def _resolve(self, table: str, wanted: dict[str, tuple[str | None, int | None]]
+                 ) -> dict[str, int]:
+        """Row ids for name keys, creating rows for new ones (first spelling kept).
+
+        Ids are cached for the life of the writer; a rolled-back transaction clears the
+        cache (see ``save_records``).
+        """
         cache = self._ids[table]
-        found = cache.get(key)
-        if found is not None:
-            return found
-        row = self.conn.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            if artist_id is None:
-                cur = self.conn.execute(f"INSERT INTO {table} (key, name) VALUES (?, ?)",
-                                        (key, name))
-            else:
-                cur = self.conn.execute(
-                    f"INSERT INTO {table} (key, name, artist_id) VALUES (?, ?, ?)",
-                    (key, name, artist_id))
-            found = int(cur.lastrowid or 0)
-        else:
-            found = int(row[0])
-        cache[key] = found
-        return found
+        missing = [k for k in wanted if k not in cache]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            cache.update(self.conn.execute(
+                f"SELECT key, id FROM {table} WHERE key IN ({marks})", chunk))
+        new = [k for k in missing if k not in cache]
+        if new:
+            next_id = (self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) + 1
+            rows = []
+            for key in new:
+                name, artist_id = wanted[key]
+                cache[key] = next_id
+                rows.append((next_id, key, name, artist_id) if table != "artists"
+                            else (next_id, key, name))
+                next_id += 1
+            columns = "id, key, name" + (", artist_id" if table != "artists" else "")
+            marks = ", ".join("?" * len(rows[0]))
+            self.conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+        return cache
 
     def set_cursor(self, account: Account, cursor: int) -> None:
         self.save_records(account, [], cursor=cursor)

@@ -90,9 +90,6 @@ def m001_initial(db: Database) -> None:
         )""")
     for sql in (
         "CREATE INDEX listens_time ON listens(listened_at, artist_id, track_id, album_id)",
-        "CREATE INDEX listens_track_time ON listens(track_id, listened_at)",
-        "CREATE INDEX listens_mbid_time ON listens(recording_mbid, listened_at)"
-        " WHERE recording_mbid IS NOT NULL",
         "CREATE UNIQUE INDEX sources_identity ON sources(service, account, listened_at, track_id)",
         "CREATE INDEX sources_listen ON sources(listen_id)",
         "CREATE INDEX artists_listens ON artists(listens)",

@@ -8,6 +8,7 @@ SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
                WHERE s.listen_id = l.id AND s.service = ? AND s.account = ?) AS taken
 FROM listens l
 WHERE l.listened_at BETWEEN ? AND ?
+ORDER BY l.listened_at, l.id
 """
 
 SAME_SOURCE = """

@@ -109,22 +109,43 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: list[str]) -> int:
     import click
+    import typer
     import typer.main
 
+    from ..credentials import register_env_secrets
     from ..errors import ISSUES_URL, ScrobError, redact
     from ..render import error
 
+    register_env_secrets()
     _state.__init__()  # type: ignore[misc]  # fresh for each in-process run (tests)
+    # Typer >= 0.2x runs on its own copy of click (typer._click), whose exceptions are
+    # not click's: catch both, or every usage error would read as an internal error.
+    click_errors: tuple[type[Exception], ...] = (click.ClickException,)
+    exits: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
+    aborts: tuple[type[BaseException], ...] = (KeyboardInterrupt, click.exceptions.Abort,
+                                               typer.Abort)
+    try:
+        from typer._click import exceptions as vendored
+
+        click_errors += (vendored.ClickException,)
+    except ImportError:  # pragma: no cover - Typer that uses click itself
+        pass
     command = typer.main.get_command(build_app())
     try:
         result = command.main(args=args, prog_name="scrob", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2 if exc.exit_code not in (0, 1) else exc.exit_code or 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except exits as exc:
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except click_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `scrob`: the help text
+            exc.show()  # type: ignore[attr-defined]
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        error(exc.format_message() + where)  # type: ignore[attr-defined]
+        code = int(getattr(exc, "exit_code", 2))
+        return code if code not in (0, 1) else 2
+    except aborts:
         error("interrupted; nothing half-written was kept, run the command again to go on")
         return 130
     except ScrobError as exc:

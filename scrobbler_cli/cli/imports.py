@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         with st.archive() as archive, render.progress(
                 f"importing {path.name}", enabled=not st.quiet) as bar:
             report = import_file(archive, path, fmt=fmt, on_problem=problem,
-                                 on_progress=lambda n: bar(0, info=f"{n:,} records"))
+                                 on_progress=lambda n: bar(info=f"{n:,} records"))
         if json_:
             render.write_json(report.as_json())
         elif not st.quiet:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -89,6 +90,8 @@ _ENVELOPE = len(_BODY_HEAD) + len(_BODY_TAIL)
 #: reorder or hold listens back.
 MAX_SINGLE_LISTEN_BYTES = MAX_LISTEN_SIZE - _ENVELOPE
 
+P = TypeVar("P", bound=Mapping[str, Any])
+
 _SINGLE_MBID_KEYS = ("recording_mbid", "release_mbid", "release_group_mbid", "track_mbid")
 _MULTI_MBID_KEYS = ("artist_mbids", "work_mbids")
 
@@ -96,10 +99,15 @@ _MULTI_MBID_KEYS = ("artist_mbids", "work_mbids")
 # --------------------------------------------------------------------------- parsing
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _mbid(value: Any) -> str | None:
     """A canonical (lower-case, hyphenated) MBID, or None for empty or malformed values."""
     if not isinstance(value, str) or not value.strip():
         return None
+    if _CANONICAL_UUID.fullmatch(value):
+        return value  # the usual case, without building a UUID
     try:
         return str(uuid.UUID(value.strip()))
     except ValueError:
@@ -158,10 +166,10 @@ def canonical_json(value: Any) -> str:
 
 
 def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
-    if not isinstance(listen, Mapping):
+    if not isinstance(listen, dict):
         raise ValueError("listen is not a JSON object")
     metadata = listen.get("track_metadata")
-    if not isinstance(metadata, Mapping):
+    if not isinstance(metadata, dict):
         raise ValueError("listen has no track_metadata")
     if listened_at is None:
         if listen.get("listened_at") is None:
@@ -176,9 +184,9 @@ def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
     if not track:
         raise ValueError("listen has an empty track_name")
     info = metadata.get("additional_info")
-    info = info if isinstance(info, Mapping) else {}
+    info = info if isinstance(info, dict) else {}
     mapping = metadata.get("mbid_mapping")  # absent in the API, null in exports
-    mapping = mapping if isinstance(mapping, Mapping) else {}
+    mapping = mapping if isinstance(mapping, dict) else {}
     return SourceRecord(
         listened_at=listened_at,
         artist=artist,
@@ -436,10 +444,10 @@ def validate_listen(payload: Mapping[str, Any], now: int) -> str | None:
 
 
 def batches(
-    payloads: Iterable[Mapping[str, Any]],
+    payloads: Iterable[P],
     max_listens: int = MAX_LISTENS_PER_REQUEST,
     max_bytes: int = MAX_LISTEN_PAYLOAD_SIZE,
-) -> Iterator[list[Mapping[str, Any]]]:
+) -> Iterator[list[P]]:
     """Split payloads, in order, into import requests the server accepts.
 
     Each batch has at most ``max_listens`` listens and its ``import_body`` is at most
@@ -448,7 +456,7 @@ def batches(
     """
     if not 1 <= max_listens <= MAX_LISTENS_PER_REQUEST:
         raise ValueError(f"max_listens must be 1..{MAX_LISTENS_PER_REQUEST}")
-    current: list[Mapping[str, Any]] = []
+    current: list[P] = []
     size = _ENVELOPE  # body size of ``current``
     for payload in payloads:
         item = len(encode_listen(payload))
@@ -577,10 +585,10 @@ class ListenBrainzClient:
                 raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404)
             if status == 400 and submit:
                 message, body = _error_body(response)
-                listen = {k: v for k, v in body.items() if k not in ("code", "error")} or None
+                listen = {k: body[k] for k in ("listened_at", "track_metadata") if k in body}
                 reason = message or "bad request"
                 raise SubmissionRejected(
-                    f"ListenBrainz refused {what}: {reason}", reason=reason, listen=listen
+                    f"ListenBrainz refused {what}: {reason}", reason=reason, listen=listen or None
                 )
             if status >= 400:
                 message, _ = _error_body(response)
@@ -688,7 +696,7 @@ class ListenBrainzClient:
         except ValueError:
             return None
 
-    def submit_import(self, payloads: list[dict[str, Any]]) -> None:
+    def submit_import(self, payloads: Sequence[Mapping[str, Any]]) -> None:
         """Submit 1..1000 listens as ``listen_type: import`` in one request.
 
         Payloads should come from ``listen_payload``, be checked with ``validate_listen``

@@ -1,0 +1,96 @@
+"""``scrob export listenbrainz | lastfm``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import Json, Since, Source, Until, User
+
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Show what would be sent (NDJSON with --json) and send nothing.")]
+
+app = typer.Typer(help="Push archived listens to a service that lacks them.",
+                  no_args_is_help=True)
+
+
+def _run(service: str, user: str | None, since: str | None, until: str | None,
+         source: str | None, dry_run: bool, json_: bool) -> None:
+    from .. import render
+    from ..export import ExportOptions, export_listens
+    from ..timeparse import parse_date
+    from . import state
+    from .common import require_user, service_config
+
+    st = state()
+    cfg = service_config(service, user)
+    require_user(cfg)
+    items: list[dict[str, object]] = []
+
+    def on_item(item: dict[str, object]) -> None:
+        if json_:
+            render.write_ndjson([item])
+        else:
+            items.append(item)
+
+    with st.archive() as archive, render.progress(
+            f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
+        report = export_listens(archive, cfg, ExportOptions(
+            since=parse_date(since) if since else None,
+            until=parse_date(until) if until else None,
+            source=source, dry_run=dry_run, on_item=on_item if dry_run else None,
+            on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
+            log=st.log))
+    if dry_run and not json_:
+        render.table(f"would send to {service} {cfg.user}", ["listened_at", "artist", "track"],
+                     ([i.get("listened_at"), i.get("artist"), i.get("track")] for i in items))
+    if json_ and not dry_run:
+        render.write_json(report.as_json())
+    elif not st.quiet:
+        render.message(_summary(report, dry_run))
+
+
+def _summary(r: object, dry_run: bool) -> str:
+    from ..models import ExportReport
+
+    assert isinstance(r, ExportReport)
+    verb = "would submit" if dry_run else "submitted"
+    text = (f"{r.target}: {r.candidates:,} candidates, {verb} {r.submitted:,}, "
+            f"{r.already_there:,} already there, {r.rejected:,} rejected")
+    if r.too_old:
+        text += f", {r.too_old:,} too old for the service"
+    if r.reasons:
+        text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.reasons.items())) + ")"
+    if r.remaining:
+        text += f"; {r.remaining:,} left for a later run"
+    return text + f"; {r.requests:,} requests"
+
+
+@app.command("listenbrainz")
+def export_listenbrainz(user: User = None, since: Since = None, until: Until = None,
+                        source: Source = None, dry_run: DryRun = False,
+                        json_: Json = False) -> None:
+    """Push archived listens that the ListenBrainz account lacks (listen type import).
+
+    What the account has is judged from the archive, so sync it first. Batches are as
+    large as the server allows; listens the server would reject are reported and never
+    block the others. Running it twice submits nothing the second time.
+    """
+    _run("listenbrainz", user, since, until, source, dry_run, json_)
+
+
+@app.command("lastfm")
+def export_lastfm(user: User = None, since: Since = None, until: Until = None,
+                  source: Source = None, dry_run: DryRun = False, json_: Json = False) -> None:
+    """Push archived listens that the Last.fm account lacks (track.scrobble, 50 a request).
+
+    Last.fm only accepts scrobbles from the last 14 days: older listens are counted as
+    too_old, not sent. On the daily scrobble cap it stops and reports how many remain;
+    a later run continues.
+    """
+    _run("lastfm", user, since, until, source, dry_run, json_)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="export")

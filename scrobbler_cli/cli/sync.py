@@ -1,0 +1,116 @@
+"""``scrob sync lastfm | listenbrainz | all``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+import typer
+
+from .options import Json, Since, User
+
+Full = Annotated[bool, typer.Option(
+    "--full", help="Walk the whole history again (still no duplicates).")]
+Lookback = Annotated[str | None, typer.Option(
+    "--lookback", metavar="DURATION",
+    help="How far before the last sync to look again for late-submitted listens, "
+         "such as 14d or 36h (default: 14d).")]
+
+app = typer.Typer(help="Pull new listens from the services into the archive.",
+                  no_args_is_help=True)
+
+
+def _run(services: list[str], user: str | None, full: bool, since: str | None,
+         lookback: str | None, json_: bool) -> None:
+    from .. import render
+    from ..errors import ScrobError
+    from ..models import SyncReport
+    from ..sync import SyncOptions, sync_account
+    from ..timeparse import parse_date, parse_duration
+    from . import state
+    from .common import require_user, service_config
+
+    st = state()
+    start = parse_date(since) if since else None
+    back = parse_duration(lookback) if lookback is not None else None
+    failure: ScrobError | None = None
+    with st.archive() as archive:
+        for service in services:
+            cfg = service_config(service, user)
+            try:
+                require_user(cfg)
+                with render.progress(f"{service} {cfg.user}", enabled=not st.quiet) as bar:
+                    report = sync_account(archive, cfg, SyncOptions(
+                        full=full, since=start, lookback=back, log=st.log,
+                        on_progress=lambda e, bar=bar: bar(
+                            e.done, total=e.total, info=f"{e.listens:,} listens")))
+            except ScrobError as exc:
+                if len(services) == 1:
+                    raise
+                failure = failure or exc
+                report = SyncReport(service=service, user=cfg.user or "", error=str(exc))
+                render.error(f"{service}: {exc}")
+            if json_:
+                render.write_ndjson([report.as_json()])
+            elif not st.quiet and report.error is None:
+                render.message(_summary(report))
+    if failure is not None:
+        failure.message = f"not every account synced: {failure.message}"
+        raise failure
+
+
+def _summary(r: object) -> str:
+    from ..models import SyncReport
+
+    assert isinstance(r, SyncReport)
+    when = (datetime.fromtimestamp(r.cursor, tz=timezone.utc).astimezone()
+            .strftime("%Y-%m-%d %H:%M") if r.cursor else "-")
+    state = "complete" if r.complete else "incomplete (run it again to go on)"
+    return (f"{r.service} {r.user}: {r.fetched:,} fetched, {r.new:,} new, "
+            f"{r.duplicates:,} already archived, {r.requests:,} requests; "
+            f"{state} up to {when}")
+
+
+@app.command("lastfm")
+def sync_lastfm(user: User = None, full: Full = False, since: Since = None,
+                lookback: Lookback = None, json_: Json = False) -> None:
+    """Pull new scrobbles from Last.fm (or a compatible server such as Libre.fm).
+
+    Reads from the last sync minus the lookback, oldest page first, committing each
+    page with the cursor: an interrupted sync resumes with no gap and no duplicate.
+    --user reads any public profile.
+    """
+    _run(["lastfm"], user, full, since, lookback, json_)
+
+
+@app.command("listenbrainz")
+def sync_listenbrainz(user: User = None, full: Full = False, since: Since = None,
+                      lookback: Lookback = None, json_: Json = False) -> None:
+    """Pull new listens from ListenBrainz (or a compatible server such as Maloja).
+
+    Walks forward from the last sync minus the lookback, 1000 listens a request,
+    committing each page with the cursor; listens sharing a second at a page boundary
+    all arrive. --user reads any user's public listens.
+    """
+    _run(["listenbrainz"], user, full, since, lookback, json_)
+
+
+@app.command("all")
+def sync_all(full: Full = False, since: Since = None, lookback: Lookback = None,
+             json_: Json = False) -> None:
+    """Sync every configured account, one summary each.
+
+    One failing account does not stop the others; the exit code reports the failure.
+    """
+    from ..errors import CredentialsError
+    from .common import configured_services
+
+    services = configured_services()
+    if not services:
+        raise CredentialsError("no account is configured",
+                               hint="run `scrob auth lastfm` or `scrob auth listenbrainz`")
+    _run(services, None, full, since, lookback, json_)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="sync")

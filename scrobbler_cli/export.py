@@ -1,0 +1,39 @@
+"""The push engine: archived listens an account lacks, sent on to it.
+
+Candidates come from ``Archive.missing_for`` (the archive's matching decides what the
+target already has, and pushes already accepted are never sent twice); each service's
+engine applies its own rules (batch sizes, what it accepts) and records a push only
+after the service accepted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .archive import Archive
+from .models import ExportReport, Progress, ServiceConfig
+from .sync import engine
+
+__all__ = ["ExportOptions", "export_listens"]
+
+
+@dataclass
+class ExportOptions:
+    """What to push: a time window, only listens seen by ``source``, or a ``dry_run``
+    that sends nothing and hands each would-be item to ``on_item``."""
+
+    since: int | None = None
+    until: int | None = None
+    source: str | None = None
+    dry_run: bool = False
+    on_item: Callable[[dict[str, Any]], None] | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    log: Callable[[str], None] | None = None
+
+
+def export_listens(archive: Archive, config: ServiceConfig,
+                   options: ExportOptions | None = None) -> ExportReport:
+    """Push to ``config``'s account what it lacks; running it twice sends nothing new."""
+    return engine(config.service).export(archive, config, options or ExportOptions())

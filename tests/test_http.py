@@ -1,0 +1,204 @@
+"""The shared HTTP layer: retries, pacing, rate-limit headers, counting, redacted logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from scrobbler_cli.errors import ServiceError, ServiceUnavailable, register_secret
+from scrobbler_cli.services.http import (
+    USER_AGENT,
+    Http,
+    Pacer,
+    default_classify,
+    make_client,
+    retry_after,
+)
+
+URL = "https://api.example.test/1/thing"
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; records every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def router():
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        yield mock
+
+
+def make_http(t: FakeTime, **kwargs: Any) -> Http:
+    return Http(make_client(), service="svc", sleep=t.sleep, clock=t.clock, **kwargs)
+
+
+def get(http: Http, **kwargs: Any) -> Any:
+    return http.request("GET", URL, classify=default_classify("svc"), **kwargs)
+
+
+def test_make_client_names_scrob() -> None:
+    client = make_client("https://x.test")
+    assert client.headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("scrob/")
+
+
+def test_retries_transport_errors(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t)
+    route = router.get(URL).mock(side_effect=[httpx.ConnectError("refused"),
+                                              httpx.ReadTimeout("slow"),
+                                              httpx.Response(200, json={"ok": 1})])
+    assert get(http) == {"ok": 1}
+    assert route.call_count == 3 and http.requests == 3 and len(t.sleeps) == 2
+
+
+def test_retries_5xx_with_growing_jittered_backoff(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t, backoff=1.0)
+    router.get(URL).mock(side_effect=[httpx.Response(500), httpx.Response(502),
+                                      httpx.Response(503), httpx.Response(200, json=[])])
+    assert get(http) == []
+    first, second, third = t.sleeps
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 2.0 and 2.0 <= third <= 4.0
+
+
+def test_429_honours_retry_after(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t)
+    router.get(URL).mock(side_effect=[httpx.Response(429, headers={"Retry-After": "12"}),
+                                      httpx.Response(200, json={})])
+    get(http)
+    assert t.sleeps == [12.0]
+
+
+def test_no_retry_on_4xx(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t)
+    route = router.get(URL).mock(return_value=httpx.Response(404))
+    with pytest.raises(ServiceError) as caught:
+        get(http)
+    assert not isinstance(caught.value, ServiceUnavailable)
+    assert caught.value.status == 404 and route.call_count == 1 and t.sleeps == []
+
+
+def test_gives_up_after_attempts(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t, attempts=4)
+    route = router.get(URL).mock(return_value=httpx.Response(503))
+    with pytest.raises(ServiceUnavailable) as caught:
+        get(http)
+    assert caught.value.status == 503
+    assert route.call_count == 4 and len(t.sleeps) == 3 and http.requests == 4
+
+
+def test_non_json_success_is_transient(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    route = router.get(URL).mock(side_effect=[httpx.Response(200, text="<html>"),
+                                              httpx.Response(200, json=1)])
+    assert get(make_http(t)) == 1 and route.call_count == 2
+
+
+def test_pacer_spaces_requests(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t, rate=5.0)
+    router.get(URL).mock(return_value=httpx.Response(200, json={}))
+    for _ in range(4):
+        get(http)
+    assert t.sleeps == pytest.approx([0.2, 0.2, 0.2])
+    t.now += 10  # after a pause, no wait at all
+    get(http)
+    assert len(t.sleeps) == 3
+
+
+def test_pacer_without_rate_never_sleeps() -> None:
+    t = FakeTime()
+    pacer = Pacer(None, clock=t.clock, sleep=t.sleep)
+    for _ in range(5):
+        pacer.wait()
+    assert t.sleeps == []
+
+
+def test_rate_limit_remaining_zero_gates_next_request(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t)
+    router.get(URL).mock(side_effect=[
+        httpx.Response(200, json={}, headers={"X-RateLimit-Remaining": "3",
+                                              "X-RateLimit-Reset-In": "30"}),
+        httpx.Response(200, json={}, headers={"X-RateLimit-Remaining": "0",
+                                              "X-RateLimit-Reset-In": "30"}),
+        httpx.Response(200, json={}),
+    ])
+    get(http)
+    assert t.sleeps == []  # requests left: no gate
+    get(http)
+    assert t.sleeps == []  # the gate applies to the *next* request
+    get(http)
+    assert t.sleeps == [30.0]
+
+
+def test_retry_after_helper_reads_both_headers() -> None:
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "5"})) == 5.0
+    assert retry_after(httpx.Response(429, headers={"X-RateLimit-Reset-In": "8"})) == 8.0
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "soon"})) is None
+    assert retry_after(httpx.Response(429)) is None
+
+
+def test_requests_counter(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    http = make_http(t)
+    router.get(URL).mock(side_effect=[httpx.Response(503), httpx.Response(200, json={}),
+                                      httpx.Response(200, json={})])
+    get(http)
+    get(http)
+    assert http.requests == 3
+
+
+def test_log_lines_are_redacted(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    logs: list[str] = []
+    register_secret("registered-s3cret-value")
+    http = make_http(t, log=logs.append)
+    router.get(URL).mock(side_effect=[
+        httpx.ConnectError("cannot connect with registered-s3cret-value"),
+        httpx.Response(200, json={}),
+    ])
+    get(http, params={"api_key": "plainkey123", "sk": "sessionkey456", "token": "tok789",
+                      "user": "alice"})
+    assert len(logs) == 2
+    text = "\n".join(logs)
+    for secret in ("plainkey123", "sessionkey456", "tok789", "registered-s3cret-value"):
+        assert secret not in text
+    assert "api_key=***" in text and "user=alice" in text and "-> 200" in text
+
+
+def test_retry_notes_are_redacted_whatever_classify_says(router: respx.MockRouter) -> None:
+    t = FakeTime()
+    logs: list[str] = []
+    register_secret("an0ther-registered-secret")
+    http = make_http(t, log=logs.append)
+    router.get(URL).mock(return_value=httpx.Response(200, json={}))
+    calls = []
+
+    def classify(response: httpx.Response) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ServiceUnavailable("echoed an0ther-registered-secret and token=abcdef")
+        return 7
+
+    assert http.request("GET", URL, classify=classify) == 7
+    retry_notes = [line for line in logs if "retrying" in line]
+    assert len(retry_notes) == 1
+    assert "an0ther-registered-secret" not in retry_notes[0] and "abcdef" not in retry_notes[0]
