@@ -11,6 +11,7 @@ tests never really wait.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -27,6 +28,8 @@ T = TypeVar("T")
 
 USER_AGENT = f"scrob/{__version__} (+https://github.com/scrob-dev/scrob)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: No server-requested wait is honoured beyond this (seconds).
+MAX_WAIT = 3600.0
 
 
 def make_client(base_url: str = "", *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
@@ -46,14 +49,23 @@ def _header_float(response: httpx.Response, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
         return None
+    return min(max(0.0, number), MAX_WAIT) if math.isfinite(number) else None
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (Retry-After or X-RateLimit-Reset-In)."""
-    return _header_float(response, "Retry-After") or _header_float(response, "X-RateLimit-Reset-In")
+    """Seconds the server asked us to wait: Retry-After, or on a 429 (or when no request
+    is left in the window) ListenBrainz's X-RateLimit-Reset-In, which is otherwise sent
+    with every reply and means nothing for a passing 503."""
+    asked = _header_float(response, "Retry-After")
+    if asked is not None:
+        return asked
+    remaining = _header_float(response, "X-RateLimit-Remaining")
+    if response.status_code == 429 or remaining == 0:
+        return _header_float(response, "X-RateLimit-Reset-In")
+    return None
 
 
 def default_classify(service: str) -> Callable[[httpx.Response], Any]:
@@ -86,8 +98,10 @@ class Pacer:
     """
 
     def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 log: Callable[[str], None] | None = None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
+        self._log = log
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -99,6 +113,8 @@ class Pacer:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
+            if self._log and start - now >= 1.0:
+                self._log(f"waiting {start - now:.1f}s for the service's rate limit")
             self._sleep(start - now)
 
     def hold_until(self, seconds_from_now: float) -> None:
@@ -109,7 +125,7 @@ class Pacer:
         """Obey ListenBrainz-style rate-limit headers before they bite."""
         remaining = _header_float(response, "X-RateLimit-Remaining")
         reset_in = _header_float(response, "X-RateLimit-Reset-In")
-        if remaining is not None and remaining <= 0 and reset_in is not None:
+        if remaining == 0 and reset_in is not None:
             self.hold_until(reset_in)
 
 
@@ -135,7 +151,7 @@ class Http:
     ) -> None:
         self.client = client
         self.service = service
-        self.pacer = Pacer(rate, clock=clock, sleep=sleep)
+        self.pacer = Pacer(rate, clock=clock, sleep=sleep, log=log)
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -151,7 +167,7 @@ class Http:
         exc = state.outcome.exception() if state.outcome else None
         asked = getattr(exc, "retry_after", None)
         if asked:
-            delay = max(delay, min(float(asked), 3600.0))
+            delay = max(delay, min(float(asked), MAX_WAIT))
         if self.log and exc is not None:
             self.log(redact(f"{self.service}: {exc}; retrying in {delay:.1f}s"))
         return delay

@@ -54,6 +54,7 @@ __all__ = [
     "ListensPage",
     "SubmissionRejected",
     "batches",
+    "canonical_json",
     "encode_listen",
     "import_body",
     "listen_payload",
@@ -585,7 +586,9 @@ class ListenBrainzClient:
                 raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404)
             if status == 400 and submit:
                 message, body = _error_body(response)
-                listen = {k: body[k] for k in ("listened_at", "track_metadata") if k in body}
+                listen: dict[str, Any] = {
+                    k: body[k] for k in ("listened_at", "track_metadata") if k in body
+                }
                 reason = message or "bad request"
                 raise SubmissionRejected(
                     f"ListenBrainz refused {what}: {reason}", reason=reason, listen=listen or None
