@@ -221,24 +221,28 @@ def import_file(
             report.merged += saved.merged
             report.duplicates += saved.duplicates
 
-    try:
+    def parsed() -> Iterator[tuple[str, SourceRecord | str, tuple[str, ...]]]:
+        """(where, record or the reason it is invalid, accounts) for every item."""
+        nonlocal parser, fmt
         for where, obj, raw in items:
             if isinstance(obj, Exception):
-                _problem(report, where, str(obj), on_problem)
+                yield where, str(obj), ()
                 continue
             if parser is None:
                 report.format = fmt = _sniff(obj)
                 parser = parse_scrob if fmt == "scrob" else parse_listenbrainz
             try:
-                if parser is parse_scrob:
-                    record, accounts = parse_scrob(obj, raw)
-                else:
-                    record, accounts = parser(obj)
+                record, accounts = (parse_scrob(obj, raw) if parser is parse_scrob
+                                    else parser(obj))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                _problem(report, where, str(exc) or type(exc).__name__, on_problem)
+                yield where, str(exc) or type(exc).__name__, ()
                 continue
-            except UnicodeDecodeError as exc:  # pragma: no cover - decoding inside a line
-                _problem(report, where, f"not UTF-8 ({exc.reason})", on_problem)
+            yield where, record, accounts
+
+    try:
+        for where, record, accounts in parsed():
+            if isinstance(record, str):
+                _problem(report, where, record, on_problem)
                 continue
             report.records += 1
             for acct in accounts or (default_account.source,):

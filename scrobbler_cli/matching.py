@@ -43,10 +43,10 @@ class CandidateIndex:
     def __bool__(self) -> bool:
         return bool(self.by_track)
 
-    def nearest(self, listened_at: int, track_id: int, mbid: str | None,
-                tolerance: int) -> Candidate | None:
-        """The free candidate nearest in time within the tolerance, or None."""
-        best: Candidate | None = None
+    def within(self, listened_at: int, track_id: int, mbid: str | None,
+               tolerance: int) -> list[Candidate]:
+        """Free candidates of the same track (or recording MBID) within the tolerance."""
+        found: dict[int, Candidate] = {}
         pools = [self.by_track.get(track_id, [])]
         if mbid:
             pools.append(self.by_mbid.get(mbid, []))
@@ -55,17 +55,21 @@ class CandidateIndex:
             for cand in pool[start:]:
                 if cand.listened_at > listened_at + tolerance:
                     break
-                if cand.taken:
-                    continue
-                gap = abs(cand.listened_at - listened_at)
-                if gap <= tolerance and (
-                    best is None
-                    or gap < abs(best.listened_at - listened_at)
-                    or (gap == abs(best.listened_at - listened_at)
-                        and cand.listen_id < best.listen_id)
-                ):
-                    best = cand
-        return best
+                if not cand.taken:
+                    found[cand.listen_id] = cand
+        return list(found.values())
+
+
+def assign(pairs: list[tuple[int, int, int, Candidate]]) -> dict[int, Candidate]:
+    """One-to-one matching, smallest time gap first: ``pairs`` are (gap, listen id, record
+    index, candidate); returns record index → the candidate it joins. Candidates it
+    gives out are marked taken."""
+    chosen: dict[int, Candidate] = {}
+    for _, _, idx, cand in sorted(pairs, key=lambda p: (p[0], p[1], p[2])):
+        if idx not in chosen and not cand.taken:
+            cand.taken = True
+            chosen[idx] = cand
+    return chosen
 
 
 def match_times(left: list[int], right: list[int], tolerance: int = DEFAULT_TOLERANCE

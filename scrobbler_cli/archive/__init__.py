@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchiveError
-from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex
+from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
 from ..models import Account, Listen, SaveResult, SourceRecord
 from ..normalize import SEP, name_key
 from . import queries
-from .lock import DEFAULT_WAIT, WriteLock
+
+DEFAULT_WAIT = 10.0  # seconds a writer waits for the lock (archive/lock.py)
 
 #: The number of migrations; each migration sets ``PRAGMA user_version`` to its number.
 SCHEMA_VERSION = 1
@@ -50,7 +51,7 @@ class Archive:
         self.readonly = readonly
         self.tolerance = tolerance
         self._memory = str(path) == ":memory:"
-        self._lock: WriteLock | None = None
+        self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
         # (artist, track, album) as spelled -> their name keys; names repeat a great deal
         self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
@@ -64,6 +65,8 @@ class Archive:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ArchiveError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+            from .lock import WriteLock  # only writers pay for importing filelock
+
             self._lock = WriteLock(self.path, lock_wait)
             self._lock.acquire()
         try:
@@ -221,19 +224,26 @@ class Archive:
         new_sources: list[tuple[Any, ...]] = []
         counts: dict[str, Counter[int]] = {"artists": Counter(), "tracks": Counter(),
                                            "albums": Counter()}
-        tolerance = self.tolerance
-        for rec, (a_key, t_key, b_key) in zip(batch, keys):
-            artist_id = artist_ids[a_key]
+        # Same-source identity first, then one-to-one matching of the rest against the
+        # other sources' listens, smallest time gap first (matching.assign).
+        fresh: list[tuple[int, SourceRecord, int, int, str | None]] = []
+        pairs = []
+        for idx, (rec, (a_key, t_key, b_key)) in enumerate(zip(batch, keys)):
             track_id = track_ids[t_key]
             ident = (rec.listened_at, track_id)
             if ident in seen:
                 result.duplicates += 1
                 continue
             seen.add(ident)
-            match = index.nearest(rec.listened_at, track_id, rec.recording_mbid,
-                                  tolerance) if index else None
+            fresh.append((idx, rec, artist_ids[a_key], track_id, b_key))
+            if index:
+                pairs.extend((abs(c.listened_at - rec.listened_at), c.listen_id, idx, c)
+                             for c in index.within(rec.listened_at, track_id,
+                                                   rec.recording_mbid, self.tolerance))
+        matched = assign(pairs) if pairs else {}
+        for idx, rec, artist_id, track_id, b_key in fresh:
+            match = matched.get(idx)
             if match is not None:
-                match.taken = True
                 listen_id = match.listen_id
                 result.merged += 1
             else:
@@ -361,7 +371,10 @@ class Archive:
             args.extend([svc, acct] if acct else [svc])
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
-               f" ORDER BY l.listened_at {order}, l.id {order}")
+               # listens of one second are ordered by what they are, not by row id, so
+               # that an export re-imported elsewhere lists them in the same order
+               f" ORDER BY l.listened_at {order}, l.artist {order}, l.track {order},"
+               f" l.album {order}, l.id {order}")
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)

@@ -12,8 +12,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import ArchiveBusy
-
-DEFAULT_WAIT = 10.0
+from . import DEFAULT_WAIT
 
 
 class WriteLock:

@@ -51,6 +51,16 @@ class State:
 _state = State()
 
 
+def _show_version(value: bool) -> None:
+    """``--version`` anywhere among the global options (the option's eager callback runs
+    before click asks for a command)."""
+    if value:
+        import typer
+
+        print(f"scrob {__version__}")
+        raise typer.Exit()
+
+
 def build_app() -> Any:
     import typer
 
@@ -77,11 +87,9 @@ def build_app() -> Any:
         quiet: Annotated[bool, typer.Option(
             "--quiet", "-q", help="Nothing on stderr but errors.")] = False,
         version: Annotated[bool, typer.Option(
-            "--version", help="Print the version and exit.", is_eager=True)] = False,
+            "--version", help="Print the version and exit.", is_eager=True,
+            callback=_show_version)] = False,
     ) -> None:
-        if version:
-            print(f"scrob {__version__}")
-            raise typer.Exit()
         _state.db, _state.verbose, _state.quiet = db, verbose, quiet
         ctx.obj = _state
 
@@ -107,7 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+_INTERRUPTED = "interrupted; nothing half-written was kept, run the command again to go on"
+
+
 def run(args: list[str]) -> int:
+    import errno
+
     import click
     import typer
     import typer.main
@@ -133,7 +146,16 @@ def run(args: list[str]) -> int:
     command = typer.main.get_command(build_app())
     try:
         result = command.main(args=args, prog_name="scrob", standalone_mode=False)
+        if result == 130:  # Typer turns Ctrl-C into a bare exit code: say what happened
+            error(_INTERRUPTED)
         return result if isinstance(result, int) else 0
+    except SystemExit as exc:
+        # click answers a closed stdout (`scrob listens | head`) with sys.exit(1)
+        cause = exc.__context__
+        if isinstance(cause, OSError) and cause.errno == errno.EPIPE:
+            _silence_stdout()
+            return 0
+        raise
     except exits as exc:
         return int(exc.exit_code)  # type: ignore[attr-defined]
     except click_errors as exc:
@@ -146,7 +168,7 @@ def run(args: list[str]) -> int:
         code = int(getattr(exc, "exit_code", 2))
         return code if code not in (0, 1) else 2
     except aborts:
-        error("interrupted; nothing half-written was kept, run the command again to go on")
+        error(_INTERRUPTED)
         return 130
     except ScrobError as exc:
         if _state.verbose:

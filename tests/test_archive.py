@@ -1,0 +1,304 @@
+"""The archive's promises: what an account lacks, cursors, atomic pages, maintained counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scrobbler_cli.archive import Archive
+from scrobbler_cli.errors import ArchiveError
+from scrobbler_cli.models import Account, Page, SourceRecord
+from scrobbler_cli.sync import save_pages
+
+LASTFM = Account("lastfm", "alice")
+LB = Account("listenbrainz", "alice")
+IMPORT = Account("import", "old.jsonl")
+T = 1_700_000_000
+
+
+def rec(t: int, artist: str = "Radiohead", track: str = "Reckoner", **kw: object
+        ) -> SourceRecord:
+    return SourceRecord(listened_at=t, artist=artist, track=track, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "archive.db"
+
+
+@pytest.fixture
+def archive(path: Path):
+    with Archive(path) as a:
+        yield a
+
+
+def times(listens) -> list[int]:  # type: ignore[no-untyped-def]
+    return [x.listened_at for x in listens]
+
+
+# -- which archived listens does an account lack? --------------------------------------
+
+
+@pytest.fixture
+def history(archive: Archive) -> Archive:
+    """Last.fm saw five plays; ListenBrainz saw two of them and one of its own; an old
+    import holds one more."""
+    archive.save_records(LASTFM, [rec(T + i * 1000, track=f"T{i}") for i in range(5)])
+    archive.save_records(LB, [rec(T + 20, track="T0"), rec(T + 3010, track="T3"),
+                              rec(T + 9000, track="LB only")])
+    archive.save_records(IMPORT, [rec(T - 50_000, track="Imported")])
+    return archive
+
+
+def test_missing_for_lists_what_the_account_lacks_oldest_first(history: Archive) -> None:
+    assert times(history.missing_for(LB)) == [T - 50_000, T + 1000, T + 2000, T + 4000]
+    assert times(history.missing_for(LASTFM)) == [T - 50_000, T + 9000]
+    assert [x.track for x in history.missing_for(LASTFM)] == ["Imported", "LB only"]
+    # an account the archive never saw lacks everything
+    assert len(list(history.missing_for(Account("listenbrainz", "bob")))) == history.count()
+
+
+def test_missing_for_leaves_out_pushed_listens(history: Archive) -> None:
+    missing = list(history.missing_for(LB))
+    history.record_pushes(LB, [missing[1].id, missing[2].id])
+    assert times(history.missing_for(LB)) == [T - 50_000, T + 4000]
+    assert times(history.missing_for(LB, include_pushed=True)) == times(missing)
+    # pushes are per account: Last.fm still lacks what it lacked
+    assert times(history.missing_for(LASTFM)) == [T - 50_000, T + 9000]
+    # recording a push twice is harmless
+    history.record_pushes(LB, [missing[1].id])
+    assert history.conn.execute("SELECT count(*) FROM pushes").fetchone()[0] == 2
+
+
+def test_missing_for_since_until_and_source(history: Archive) -> None:
+    assert times(history.missing_for(LB, since=T + 1000)) == [T + 1000, T + 2000, T + 4000]
+    # until is exclusive
+    assert times(history.missing_for(LB, until=T + 2000)) == [T - 50_000, T + 1000]
+    assert times(history.missing_for(LB, since=T + 1500, until=T + 4001)) == [T + 2000,
+                                                                            T + 4000]
+    assert times(history.missing_for(LB, source="lastfm")) == [T + 1000, T + 2000, T + 4000]
+    assert times(history.missing_for(LB, source="import")) == [T - 50_000]
+    assert times(history.missing_for(LASTFM, source="listenbrainz")) == [T + 9000]
+    assert list(history.missing_for(LB, source="nowhere")) == []
+
+
+def test_a_listen_received_after_a_push_is_still_not_missing(history: Archive) -> None:
+    [first, *_] = history.missing_for(LB, source="lastfm")
+    history.record_pushes(LB, [first.id])
+    # the next sync of ListenBrainz brings the pushed listen back: it joins the same listen
+    saved = history.save_records(LB, [rec(first.listened_at, track=first.track)])
+    assert (saved.new, saved.merged) == (0, 1)
+    assert first.listened_at not in times(history.missing_for(LB, include_pushed=True))
+
+
+# -- cursors ------------------------------------------------------------------
+
+
+def test_cursor_is_per_account_and_only_moves_forward(archive: Archive) -> None:
+    assert archive.get_cursor(LASTFM) is None
+    archive.save_records(LASTFM, [rec(T)], cursor=T + 100)
+    assert archive.get_cursor(LASTFM) == T + 100
+    archive.save_records(LASTFM, [rec(T - 5000)], cursor=T - 4000)  # an older page
+    assert archive.get_cursor(LASTFM) == T + 100
+    archive.save_records(LASTFM, [rec(T + 200)])  # a page that does not move it
+    assert archive.get_cursor(LASTFM) == T + 100
+    archive.set_cursor(LASTFM, T + 500)
+    assert archive.get_cursor(LASTFM) == T + 500
+    archive.set_cursor(LASTFM, 0)
+    assert archive.get_cursor(LASTFM) == T + 500
+    assert archive.get_cursor(LB) is None
+    assert archive.get_cursor(Account("lastfm", "bob")) is None
+
+
+def test_cursor_survives_reopening(path: Path) -> None:
+    with Archive(path) as archive:
+        archive.save_records(LB, [rec(T)], cursor=T + 60)
+    with Archive(path, readonly=True) as archive:
+        assert archive.get_cursor(LB) == T + 60
+        assert archive.accounts() == [
+            {"service": "listenbrainz", "account": "alice", "records": 1, "cursor": T + 60}]
+
+
+def test_failure_writing_the_cursor_rolls_back_its_page(archive: Archive, path: Path) -> None:
+    archive.save_records(LASTFM, [rec(T)], cursor=T)
+    archive.conn.execute("CREATE TRIGGER fail_cursor BEFORE UPDATE ON cursors"
+                         " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    with pytest.raises(sqlite3.DatabaseError, match="disk on fire"):
+        archive.save_records(LASTFM, [rec(T + 500, track="Nude"), rec(T + 900, "Blur")],
+                             cursor=T + 1000)
+    archive.conn.execute("DROP TRIGGER fail_cursor")
+    assert not archive.conn.in_transaction
+    # neither the page nor its cursor: what another process sees is the state before
+    with sqlite3.connect(path) as other:
+        assert other.execute("SELECT count(*) FROM listens").fetchone()[0] == 1
+        assert other.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
+        assert other.execute("SELECT count(*) FROM artists").fetchone()[0] == 1
+        assert other.execute("SELECT count(*) FROM tracks").fetchone()[0] == 1
+        assert other.execute("SELECT cursor FROM cursors").fetchone()[0] == T
+    # and the writer goes on cleanly afterwards
+    saved = archive.save_records(LASTFM, [rec(T + 500, track="Nude"), rec(T + 900, "Blur")],
+                                 cursor=T + 1000)
+    assert saved.new == 2
+    assert archive.get_cursor(LASTFM) == T + 1000
+    assert_counts_match(archive)
+
+
+def test_bad_record_mid_batch_rolls_back_records_and_cursor(archive: Archive) -> None:
+    good = [rec(T + i * 100_000, track=f"T{i}") for i in range(3)]  # several windows
+    bad = SourceRecord(T + 400_000, None, "x")  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017 - any error: what matters is the rollback
+        archive.save_records(LASTFM, [*good, bad], cursor=T + 500_000)
+    assert archive.count() == 0
+    assert archive.get_cursor(LASTFM) is None
+    for table in ("sources", "artists", "tracks", "albums", "cursors"):
+        assert archive.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    assert archive.save_records(LASTFM, good, cursor=T + 500_000).new == 3
+    assert_counts_match(archive)
+
+
+def test_readonly_archive_refuses_writes(path: Path) -> None:
+    Archive(path).close()
+    with Archive(path, readonly=True) as archive, pytest.raises(ArchiveError):
+        archive.save_records(LASTFM, [rec(T)])
+
+
+# -- pages: a crash between pages loses nothing and duplicates nothing ------------------
+
+
+PAGES = [
+    Page([rec(T + 2000, track="C"), rec(T + 1500, track="B2")], cursor=T + 2000),
+    Page([rec(T + 4000, track="E"), rec(T + 3000, track="D")], cursor=T + 4000),
+    Page([rec(T + 6000, track="G"), rec(T + 5000, track="F")], cursor=T + 6000),
+]
+
+
+def crashing_after(n: int) -> Iterator[Page]:
+    yield from PAGES[:n]
+    raise ConnectionError("network lost")
+
+
+def snapshot(archive: Archive) -> list[tuple[object, ...]]:
+    return [(x.listened_at, x.artist, x.track, x.accounts) for x in archive.listens()]
+
+
+def test_crash_between_pages_keeps_finished_pages_and_their_cursor(archive: Archive) -> None:
+    seen: list[int | None] = []
+    with pytest.raises(ConnectionError):
+        save_pages(archive, LASTFM, crashing_after(2), on_page=lambda p, s: seen.append(p.cursor))
+    assert seen == [T + 2000, T + 4000]
+    assert [t for t, *_ in snapshot(archive)] == [T + 1500, T + 2000, T + 3000, T + 4000]
+    assert archive.get_cursor(LASTFM) == T + 4000
+
+    # the re-run walks everything again (or from a lookback): nothing is doubled
+    total = save_pages(archive, LASTFM, iter(PAGES))
+    assert (total.received, total.new, total.duplicates) == (6, 2, 4)
+    assert archive.get_cursor(LASTFM) == T + 6000
+    assert_counts_match(archive)
+
+
+def test_interrupted_run_plus_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    with Archive(tmp_path / "clean.db") as clean:
+        save_pages(clean, LASTFM, iter(PAGES))
+        expected = snapshot(clean), clean.get_cursor(LASTFM)
+    with Archive(tmp_path / "crashed.db") as crashed:
+        with pytest.raises(ConnectionError):
+            save_pages(crashed, LASTFM, crashing_after(1))
+        # a delta run resumes from the cursor minus a lookback that overlaps page 1
+        save_pages(crashed, LASTFM, iter(PAGES[0:]))
+        assert (snapshot(crashed), crashed.get_cursor(LASTFM)) == expected
+
+
+def test_an_exception_while_saving_a_page_keeps_the_earlier_pages(archive: Archive) -> None:
+    broken = Page([rec(T + 8000, track="H"), SourceRecord(T + 8100, "A", None)],  # type: ignore[arg-type]
+                  cursor=T + 9000)
+    with pytest.raises(Exception):  # noqa: B017
+        save_pages(archive, LASTFM, iter([*PAGES[:2], broken]))
+    assert archive.count() == 4
+    assert archive.get_cursor(LASTFM) == T + 4000
+
+
+def test_a_reader_sees_pages_whole(path: Path) -> None:
+    """Between pages, a reader in another connection sees each page with its cursor."""
+    observed = []
+    with Archive(path) as archive:
+        def look(page: Page, _saved: object) -> None:
+            with sqlite3.connect(path) as reader:
+                n = reader.execute("SELECT count(*) FROM listens").fetchone()[0]
+                c = reader.execute("SELECT cursor FROM cursors").fetchone()[0]
+            observed.append((n, c))
+        save_pages(archive, LASTFM, iter(PAGES), on_page=look)
+    assert observed == [(2, T + 2000), (4, T + 4000), (6, T + 6000)]
+
+
+# -- maintained counts ------------------------------------------------------------------
+
+
+def assert_counts_match(archive: Archive) -> None:
+    conn = archive.conn
+    for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
+                          ("albums", "album_id")):
+        maintained = dict(conn.execute(f"SELECT id, listens FROM {table} WHERE listens > 0"))
+        grouped = dict(conn.execute(
+            f"SELECT {column}, count(*) FROM listens WHERE {column} IS NOT NULL"
+            f" GROUP BY {column}"))
+        assert maintained == grouped, table
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE listens < 0").fetchone()[0] == 0
+
+
+def test_maintained_counts_equal_a_group_by_after_mixed_saves(archive: Archive) -> None:
+    archive.save_records(LASTFM, [
+        rec(T, album="In Rainbows"),
+        rec(T + 240, album="In Rainbows"),
+        rec(T + 600, track="Nude", album="In Rainbows"),
+        rec(T + 900, "Blur", "Song 2", album="Blur"),
+        rec(T + 1200, "blur", "SONG 2"),  # no album, other spelling
+        rec(T + 200_000, "Blur", "Beetlebum", album="Blur"),
+    ])
+    archive.save_records(LB, [
+        rec(T + 30, "RADIOHEAD", "reckoner", album="In Rainbows"),  # merged
+        rec(T + 620, track="Nude"),  # merged
+        rec(T + 5000, "Portishead", "Roads", album="Dummy"),  # new
+        rec(T + 5000, "Portishead", "Roads", album="Dummy"),  # duplicate in the batch
+    ])
+    archive.save_records(LASTFM, [rec(T, album="In Rainbows")])  # duplicate
+    archive.save_records(IMPORT, [rec(T + 5030, "portishead", "roads", album="DUMMY"),
+                                  rec(T + 10, album="In Rainbows")])
+    assert archive.count() == 7
+    assert_counts_match(archive)
+    names = dict(archive.conn.execute("SELECT name, listens FROM artists"))
+    assert names == {"Radiohead": 3, "Blur": 3, "Portishead": 1}
+    albums = dict(archive.conn.execute("SELECT name, listens FROM albums"))
+    assert albums == {"In Rainbows": 3, "Blur": 2, "Dummy": 1}
+
+
+def test_accounts_and_count(history: Archive) -> None:
+    assert history.count() == 7
+    assert history.accounts() == [
+        {"service": "import", "account": "old.jsonl", "records": 1, "cursor": None},
+        {"service": "lastfm", "account": "alice", "records": 5, "cursor": None},
+        {"service": "listenbrainz", "account": "alice", "records": 3, "cursor": None},
+    ]
+
+
+def test_raw_records_and_remote_ids_are_kept(archive: Archive) -> None:
+    raw = '{"listened_at": 1700000000, "track_metadata": {"artist_name": "Radiohead"}}'
+    archive.save_records(LB, [rec(T, remote_id="03dcc65c-0e01-4f25-aa1f-0f469d10e2ad",
+                                  raw=raw)])
+    archive.save_records(LASTFM, [rec(T + 5, raw='{"lastfm": true}')])
+    rows = archive.conn.execute(
+        "SELECT service, remote_id, raw FROM sources ORDER BY service").fetchall()
+    assert rows == [("lastfm", None, '{"lastfm": true}'),
+                    ("listenbrainz", "03dcc65c-0e01-4f25-aa1f-0f469d10e2ad", raw)]
+
+
+def test_listens_filters(history: Archive) -> None:
+    assert times(history.listens(limit=2)) == [T - 50_000, T]
+    assert times(history.listens(newest_first=True, limit=2)) == [T + 9000, T + 4000]
+    assert times(history.listens(source="import")) == [T - 50_000]
+    assert times(history.listens(source="listenbrainz:alice")) == [T, T + 3000, T + 9000]
+    assert times(history.listens(source="listenbrainz:bob")) == []
+    assert times(history.listens(since=T + 1000, until=T + 3000)) == [T + 1000, T + 2000]
+    assert times(history.listens(track="t3")) == [T + 3000]

@@ -1,0 +1,314 @@
+"""Where settings and secrets come from, and `scrob auth status | logout`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail, null
+
+from scrobbler_cli import config, credentials
+from scrobbler_cli.errors import KeyringUnavailable, UsageError
+
+LB_TOKEN = "lb-token-1234567890abcdef"
+LASTFM_KEY = "lastfm-key-abcdef0123456789"
+LASTFM_SECRET = "lastfm-secret-fedcba9876543210"
+LASTFM_SESSION = "lastfm-session-0a1b2c3d4e5f"
+ALL_SECRETS = (LB_TOKEN, LASTFM_KEY, LASTFM_SECRET, LASTFM_SESSION)
+
+
+def write_config(text: str) -> Path:
+    path = Path(os.environ["SCROB_CONFIG"])
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def keyring_file() -> dict[str, str]:
+    path = Path(os.environ["SCROB_TEST_KEYRING"])
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class RaisingKeyring(KeyringBackend):
+    """A backend that looks usable but fails on every call (a locked or broken store)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("the secret service is not running")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError("the secret service is not running")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise RuntimeError("the secret service is not running")
+
+
+@pytest.fixture
+def no_keyring(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def use(backend: KeyringBackend) -> None:
+        keyring.set_keyring(backend)
+
+    return use
+
+
+# -- settings precedence ---------------------------------------------------------------
+
+
+def test_defaults_with_nothing_configured() -> None:
+    settings = config.load()
+    assert settings.lastfm_user is None and settings.listenbrainz_user is None
+    assert settings.lastfm_api_url == "https://ws.audioscrobbler.com/2.0/"
+    assert settings.listenbrainz_api_url == "https://api.listenbrainz.org"
+    assert settings.musicbrainz_api_url == "https://musicbrainz.org/ws/2/"
+    assert settings.match_tolerance == 300
+    assert set(settings.origin.values()) == {"default"}
+
+
+def test_env_beats_config_beats_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config('[listenbrainz]\nuser = "from-config"\napi_url = "https://lb.example/"\n'
+                 "[lastfm]\nuser = \"cfg-lastfm\"\n"
+                 "[archive]\nmatch_tolerance = 120\nlock_wait = 2.5\n")
+    settings = config.load()
+    assert settings.listenbrainz_user == "from-config"
+    assert settings.listenbrainz_api_url == "https://lb.example/"
+    assert (settings.match_tolerance, settings.lock_wait) == (120, 2.5)
+    assert settings.origin["listenbrainz_user"] == "config"
+    assert settings.origin["lastfm_api_url"] == "default"
+
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "from-env")
+    monkeypatch.setenv("SCROB_MATCH_TOLERANCE", "60")
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", "https://libre.fm/2.0/")
+    settings = config.load()
+    assert settings.listenbrainz_user == "from-env"
+    assert settings.origin["listenbrainz_user"] == "env"
+    assert settings.match_tolerance == 60
+    assert settings.lastfm_api_url == "https://libre.fm/2.0/"
+    assert settings.lastfm_user == "cfg-lastfm"  # untouched by the environment
+    assert settings.listenbrainz_api_url == "https://lb.example/"
+
+
+def test_empty_env_variable_does_not_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config('[lastfm]\nuser = "cfg"\n')
+    monkeypatch.setenv("SCROB_LASTFM_USER", "")
+    assert config.load().lastfm_user == "cfg"
+
+
+def test_scrob_config_names_the_settings_file(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "elsewhere.toml"
+    other.write_text('[lastfm]\nuser = "elsewhere"\n')
+    monkeypatch.setenv("SCROB_CONFIG", str(other))
+    assert config.config_path() == other
+    assert config.load().lastfm_user == "elsewhere"
+    monkeypatch.delenv("SCROB_CONFIG")
+    assert config.config_path() == Path(os.environ["XDG_CONFIG_HOME"]) / "scrob" / "config.toml"
+
+
+def test_save_round_trips_and_removes() -> None:
+    path = config.save("listenbrainz", "user", 'al"ice')
+    config.save("archive", "lock_wait", 1.5)
+    assert config.load().listenbrainz_user == 'al"ice'
+    assert config.load().lock_wait == 1.5
+    config.save("listenbrainz", "user", None)
+    assert config.load().listenbrainz_user is None
+    assert config.load().lock_wait == 1.5
+    assert "al" not in path.read_text()
+
+
+def test_bad_settings_are_usage_errors(scrob) -> None:
+    write_config("[archive]\nmatch_tolerance = \"soon\"\n")
+    with pytest.raises(UsageError, match="match_tolerance"):
+        config.load()
+    write_config("this is = = not toml")
+    with pytest.raises(UsageError, match="settings file"):
+        config.load()
+    result = scrob("auth", "status", "--json")
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.count("\n") == 1 and "config.toml" in result.err
+
+
+def test_db_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCROB_DB", str(tmp_path / "env.db"))
+    assert config.db_path("opt.db") == Path("opt.db")
+    assert config.db_path() == tmp_path / "env.db"
+    monkeypatch.delenv("SCROB_DB")
+    assert config.db_path() == Path(os.environ["XDG_DATA_HOME"]) / "scrob" / "archive.db"
+
+
+def test_db_option_beats_scrob_db_through_the_cli(scrob, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    env_db, opt_db = tmp_path / "env.db", tmp_path / "opt.db"
+    monkeypatch.setenv("SCROB_DB", str(env_db))
+    data = tmp_path / "one.ndjson"
+    data.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    assert scrob("--db", str(opt_db), "import", str(data)).code == 0
+    assert opt_db.exists() and not env_db.exists()
+    assert scrob("import", str(data)).code == 0
+    assert env_db.exists()
+
+
+def test_default_archive_location(scrob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCROB_DB")
+    data = tmp_path / "one.ndjson"
+    data.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    assert scrob("import", str(data)).code == 0
+    assert (Path(os.environ["XDG_DATA_HOME"]) / "scrob" / "archive.db").exists()
+
+
+def test_match_tolerance_setting_reaches_the_archive(scrob, tmp_path: Path) -> None:
+    data = tmp_path / "two.ndjson"
+    data.write_text(
+        '{"listened_at": 1000, "artist": "A", "track": "B", "accounts": ["lastfm:x"]}\n'
+        '{"listened_at": 1090, "artist": "A", "track": "B", "accounts": ["listenbrainz:x"]}\n')
+    assert scrob("--db", str(tmp_path / "default.db"), "import", str(data)).code == 0
+    assert len(scrob("--db", str(tmp_path / "default.db"), "listens", "--json").ndjson()) == 1
+    write_config("[archive]\nmatch_tolerance = 60\n")
+    assert scrob("--db", str(tmp_path / "narrow.db"), "import", str(data)).code == 0
+    assert len(scrob("--db", str(tmp_path / "narrow.db"), "listens", "--json").ndjson()) == 2
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+
+def test_env_secret_beats_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials.store("listenbrainz_token", "from-keyring-123")
+    assert credentials.get("listenbrainz_token") == credentials.Secret(
+        "listenbrainz_token", "from-keyring-123", "keyring")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", LB_TOKEN)
+    assert credentials.get("listenbrainz_token") == credentials.Secret(
+        "listenbrainz_token", LB_TOKEN, "env")
+    assert credentials.get("lastfm_session_key").origin == "missing"
+
+
+def test_store_puts_secrets_in_the_keyring_only(tmp_path: Path) -> None:
+    credentials.store("lastfm_session_key", LASTFM_SESSION)
+    assert keyring_file() == {"scrob/lastfm_session_key": LASTFM_SESSION}
+    # never in the settings file or beside the archive
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "keyring.json":
+            assert LASTFM_SESSION.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring(), RaisingKeyring()],
+                         ids=["fail", "null", "raising"])
+def test_store_without_a_usable_keyring_names_the_env_variables(no_keyring, backend) -> None:
+    no_keyring(backend)
+    with pytest.raises(KeyringUnavailable) as info:
+        credentials.store("listenbrainz_token", LB_TOKEN)
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "SCROB_LISTENBRAINZ_TOKEN" in message
+    assert "keyrings.alt" in message
+    assert LB_TOKEN not in message
+    with pytest.raises(KeyringUnavailable) as info:
+        credentials.store("lastfm_api_secret", LASTFM_SECRET)
+    for name in ("SCROB_LASTFM_API_KEY", "SCROB_LASTFM_API_SECRET", "SCROB_LASTFM_SESSION_KEY"):
+        assert name in str(info.value)
+    assert not Path(os.environ["SCROB_TEST_KEYRING"]).exists()  # no silent plaintext fallback
+
+
+def test_broken_keyring_reads_as_unavailable_and_env_still_works(
+        no_keyring, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_keyring(RaisingKeyring())
+    assert credentials.get("listenbrainz_token") == credentials.Secret(
+        "listenbrainz_token", None, "keyring unavailable")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", LB_TOKEN)
+    assert credentials.get("listenbrainz_token").value == LB_TOKEN
+
+
+# -- scrob auth status ---------------------------------------------------------------------
+
+
+def test_auth_status_with_nothing_configured(scrob) -> None:
+    result = scrob("auth", "status", "--json")
+    assert result.code == 0 and result.err == ""
+    assert result.json() == {"accounts": [
+        {"service": "lastfm", "user": None, "user_from": "default",
+         "secrets": {"api_key": "missing", "api_secret": "missing", "session_key": "missing"},
+         "configured": False},
+        {"service": "listenbrainz", "user": None, "user_from": "default",
+         "secrets": {"token": "missing"}, "configured": False},
+    ]}
+    table = scrob("auth", "status")
+    assert table.code == 0 and "lastfm" in table.out and "listenbrainz" in table.out
+
+
+def test_auth_status_shows_where_secrets_come_from_never_the_values(
+        scrob, monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials.store("lastfm_api_key", LASTFM_KEY)
+    credentials.store("lastfm_api_secret", LASTFM_SECRET)
+    credentials.store("lastfm_session_key", LASTFM_SESSION)
+    write_config('[lastfm]\nuser = "alice"\n')
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", LB_TOKEN)
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice_lb")
+    monkeypatch.setenv("COLUMNS", "200")
+    result = scrob("-v", "auth", "status", "--json")
+    assert result.code == 0
+    assert result.json() == {"accounts": [
+        {"service": "lastfm", "user": "alice", "user_from": "config",
+         "secrets": {"api_key": "keyring", "api_secret": "keyring", "session_key": "keyring"},
+         "configured": True},
+        {"service": "listenbrainz", "user": "alice_lb", "user_from": "env",
+         "secrets": {"token": "env"}, "configured": True},
+    ]}
+    table = scrob("-v", "auth", "status")
+    assert table.code == 0
+    assert "alice_lb" in table.out and "token: env" in table.out
+    assert "api_key: keyring" in table.out
+    for secret in ALL_SECRETS:
+        assert secret not in result.out + result.err + table.out + table.err
+
+
+def test_auth_status_without_a_keyring(scrob, no_keyring,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    no_keyring(fail.Keyring())
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", LB_TOKEN)
+    result = scrob("auth", "status", "--json")
+    assert result.code == 0
+    lastfm, lb = result.json()["accounts"]  # type: ignore[index]
+    assert set(lastfm["secrets"].values()) == {"keyring unavailable"}
+    assert lb["secrets"] == {"token": "env"}
+    assert LB_TOKEN not in result.out + result.err
+
+
+# -- scrob auth logout -------------------------------------------------------------------
+
+
+def test_logout_removes_secrets_and_user(scrob) -> None:
+    credentials.store("listenbrainz_token", LB_TOKEN)
+    credentials.store("lastfm_session_key", LASTFM_SESSION)
+    config.save("listenbrainz", "user", "alice")
+    config.save("lastfm", "user", "alice")
+    result = scrob("auth", "logout", "listenbrainz")
+    assert result.code == 0
+    assert result.out == ""
+    assert "logged out of listenbrainz" in result.err
+    assert LB_TOKEN not in result.err
+    assert keyring_file() == {"scrob/lastfm_session_key": LASTFM_SESSION}
+    settings = config.load()
+    assert settings.listenbrainz_user is None
+    assert settings.lastfm_user == "alice"  # the other service is untouched
+    status = scrob("auth", "status", "--json").json()
+    assert status["accounts"][1]["secrets"] == {"token": "missing"}  # type: ignore[index]
+    # logging out again is harmless
+    assert scrob("auth", "logout", "listenbrainz").code == 0
+
+
+def test_logout_warns_about_secrets_left_in_the_environment(
+        scrob, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", LB_TOKEN)
+    result = scrob("auth", "logout", "listenbrainz")
+    assert result.code == 0
+    assert "SCROB_LISTENBRAINZ_TOKEN" in result.err
+    assert LB_TOKEN not in result.err
+
+
+def test_logout_unknown_service_is_a_usage_error(scrob) -> None:
+    result = scrob("auth", "logout", "myspace")
+    assert result.code == 2
+    assert "myspace" in result.err and result.err.count("\n") == 1

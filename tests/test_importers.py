@@ -1,0 +1,298 @@
+"""`scrob import`: scrob's own NDJSON and ListenBrainz exports into the archive."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scrobbler_cli.archive import Archive
+from scrobbler_cli.importers import import_file, parse_scrob
+
+IMPORT = Path(__file__).resolve().parent / "fixtures" / "import"
+SCROB_NDJSON = IMPORT / "scrob_listens.ndjson"
+LB_EXPORT = IMPORT / "lb_export.jsonl"
+LB_API = IMPORT / "lb_api_listens.json"
+
+
+def db(tmp_path: Path, name: str = "archive.db") -> str:
+    return str(tmp_path / name)
+
+
+def export_zip(tmp_path: Path, user: str = "alice") -> Path:
+    """A ListenBrainz listening-history export as the site builds it."""
+    lines = LB_EXPORT.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / f"listenbrainz_{user}_1700000000.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("user.json", json.dumps({"user_id": 42, "username": user}))
+        # months are not zero-padded; the later month must sort after the earlier one
+        z.writestr("listens/2021/4.jsonl", "\n".join(lines[:2]) + "\n")
+        z.writestr("listens/2021/10.jsonl", "")
+        z.writestr("listens/2020/12.jsonl", lines[2] + "\n")
+        z.writestr("feedback.jsonl", '{"feedback": "ignored"}\n')
+        z.writestr("pinned_recording.jsonl", "")
+    return path
+
+
+# -- scrob NDJSON -----------------------------------------------------------------------
+
+
+def test_scrob_ndjson_round_trip_is_byte_identical(scrob, tmp_path: Path) -> None:
+    original = SCROB_NDJSON.read_text(encoding="utf-8")
+    first = scrob("--db", db(tmp_path, "one.db"), "import", str(SCROB_NDJSON))
+    assert first.code == 0, first.err
+    out1 = scrob("--db", db(tmp_path, "one.db"), "listens", "--json")
+    assert out1.code == 0
+    assert out1.out == original
+    # and once more, from what the first archive printed, into a fresh archive
+    exported = tmp_path / "export.ndjson"
+    exported.write_text(out1.out, encoding="utf-8")
+    assert scrob("--db", db(tmp_path, "two.db"), "import", str(exported)).code == 0
+    out2 = scrob("--db", db(tmp_path, "two.db"), "listens", "--json")
+    assert out2.out == out1.out
+
+
+def test_scrob_ndjson_keeps_accounts_and_counts_each_listen_once(tmp_path: Path) -> None:
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, SCROB_NDJSON)
+        assert report.format == "scrob"
+        assert (report.records, report.invalid) == (10, 0)
+        assert archive.count() == 10
+        merged = [x for x in archive.listens() if len(x.accounts) == 2]
+        assert {(x.artist, x.listened_at) for x in merged} == {
+            ("Beyonc\u00e9", 1714600000), ("\u5742\u672c\u9f8d\u4e00", 1714603600)}
+        assert {a["service"] for a in archive.accounts()} == {"import", "lastfm",
+                                                              "listenbrainz"}
+
+
+def test_importing_the_same_file_twice_adds_nothing(tmp_path: Path) -> None:
+    with Archive(db(tmp_path)) as archive:
+        first = import_file(archive, SCROB_NDJSON)
+        second = import_file(archive, SCROB_NDJSON)
+        assert first.new == 10
+        assert (second.records, second.new, second.merged) == (10, 0, 0)
+        assert second.duplicates == 12  # one per account a listen lists
+        assert archive.count() == 10
+
+
+def test_cli_import_twice_reports_and_adds_nothing(scrob, tmp_path: Path) -> None:
+    assert scrob("import", str(LB_EXPORT)).code == 0
+    again = scrob("import", "--json", str(LB_EXPORT))
+    assert again.code == 0
+    assert again.json() == {"path": str(LB_EXPORT), "format": "listenbrainz", "records": 3,
+                            "new": 0, "merged": 0, "duplicates": 3, "invalid": 0}
+    assert len(scrob("listens", "--json").ndjson()) == 3
+
+
+def test_scrob_line_without_accounts_belongs_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "my history.ndjson"
+    path.write_text('{"listened_at": 1000.9, "artist": "A", "track": "B"}\n')
+    with Archive(db(tmp_path)) as archive:
+        import_file(archive, path)
+        [listen] = archive.listens()
+        assert listen.listened_at == 1000
+        assert listen.accounts == ("import:my history.ndjson",)
+
+
+def test_parse_scrob_reasons() -> None:
+    record, accounts = parse_scrob({"listened_at": 5, "artist": "A", "track": "B",
+                                    "album": "", "accounts": ["lastfm:x"]})
+    assert (record.listened_at, record.album, accounts) == (5, None, ("lastfm:x",))
+    for bad, reason in [
+        ({"artist": "A", "track": "B"}, "listened_at"),
+        ({"listened_at": "5", "artist": "A", "track": "B"}, "listened_at"),
+        ({"listened_at": True, "artist": "A", "track": "B"}, "listened_at"),
+        ({"listened_at": 5, "track": "B"}, "artist"),
+        ({"listened_at": 5, "artist": "A", "track": " "}, "track"),
+        ({"listened_at": 5, "artist": "A", "track": "B", "duration": 1.5}, "duration"),
+        ({"listened_at": 5, "artist": "A", "track": "B", "accounts": "lastfm:x"}, "accounts"),
+        ({"listened_at": 5, "artist": "A", "track": "B", "album": 3}, "album"),
+        ([1, 2], "object"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            parse_scrob(bad)
+
+
+def test_bad_scrob_lines_are_reported_and_valid_ones_kept(scrob) -> None:
+    path = IMPORT / "scrob_bad_lines.ndjson"
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert result.out == ""
+    name = path.name
+    problems = [line for line in result.err.splitlines() if ": skipped: " in line]
+    expected = {2: "not valid JSON", 3: "artist", 4: "listened_at", 6: "not a JSON object",
+                7: "accounts", 8: "duration", 9: "listened_at", 10: "track"}
+    assert len(problems) == len(expected)
+    for line_no, reason in expected.items():
+        assert any(f"{name}:{line_no}: " in p and reason in p for p in problems), line_no
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("scrob: error: 8 invalid records")
+    assert "Traceback" not in result.err
+    kept = scrob("listens", "--json", "--reverse").ndjson()
+    assert [(x["track"], x["accounts"]) for x in kept] == [  # type: ignore[index]
+        ("Reckoner", ["lastfm:alice"]),
+        ("Weird Fishes", [f"import:{name}"]),
+    ]
+
+
+def test_bad_lines_json_summary_is_still_valid_json(scrob) -> None:
+    result = scrob("import", "--json", str(IMPORT / "scrob_bad_lines.ndjson"))
+    assert result.code == 6
+    assert result.json()["invalid"] == 8  # type: ignore[index]
+    assert result.json()["new"] == 2  # type: ignore[index]
+
+
+# -- ListenBrainz ----------------------------------------------------------------------
+
+
+def test_listenbrainz_export_zip(tmp_path: Path) -> None:
+    path = export_zip(tmp_path)
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, path)
+        assert (report.format, report.records, report.new, report.invalid) == (
+            "listenbrainz", 3, 3, 0)
+        rows = list(archive.listens())
+        # fractional listened_at is truncated to whole seconds
+        assert [x.listened_at for x in rows] == [1617235200, 1617235500, 1619819999]
+        assert {x.accounts for x in rows} == {("listenbrainz:alice",)}
+        golden, mamas, roygbiv = rows
+        assert (golden.artist, golden.track, golden.album) == (
+            "The Stranglers", "Golden Brown", "La Folie")
+        assert golden.duration == 206  # from duration_ms
+        assert golden.recording_mbid is None  # mbid_mapping null
+        assert mamas.track == "California Dreamin\u2019"
+        assert mamas.recording_mbid == "f4a5b6c7-d8e9-4f0a-9b1c-2d3e4f5a6b7c"
+        assert mamas.artist_mbids == ("0ab49580-c84f-44d4-875f-d83760ea2cfe",)
+        assert mamas.duration == 162
+        assert roygbiv.album is None
+        # the service's own id and the raw record are kept
+        msids = dict(archive.conn.execute("SELECT listened_at, remote_id FROM sources"))
+        assert msids[1617235200] == "03dcc65c-0e01-4f25-aa1f-0f469d10e2ad"
+        raw = archive.conn.execute(
+            "SELECT raw FROM sources WHERE listened_at = 1617235200").fetchone()[0]
+        assert json.loads(raw)["inserted_at"] == 1617235299.512345
+        assert json.loads(raw)["track_metadata"]["mbid_mapping"] is None
+
+
+def test_listenbrainz_export_joins_the_accounts_listens(tmp_path: Path) -> None:
+    """An export of an account already synced adds nothing: its records are duplicates."""
+    with Archive(db(tmp_path)) as archive:
+        import_file(archive, LB_API)  # the API listens of listenbrainz:alice
+        report = import_file(archive, export_zip(tmp_path))
+        assert (report.new, report.duplicates) == (0, 3)
+        assert archive.count() == 3
+
+
+def test_listenbrainz_single_jsonl(tmp_path: Path) -> None:
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, LB_EXPORT)
+        assert (report.format, report.new) == ("listenbrainz", 3)
+        assert {x.accounts for x in archive.listens()} == {("import:lb_export.jsonl",)}
+
+
+def test_listenbrainz_json_list_with_user_names(tmp_path: Path) -> None:
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, LB_API)
+        assert (report.format, report.records, report.new) == ("listenbrainz", 3, 3)
+        assert {x.accounts for x in archive.listens()} == {("listenbrainz:alice",)}
+        assert archive.conn.execute(
+            "SELECT count(*) FROM sources WHERE remote_id IS NOT NULL").fetchone()[0] == 3
+
+
+def test_listenbrainz_api_reply_document(tmp_path: Path) -> None:
+    path = tmp_path / "reply.json"
+    listens = json.loads(LB_API.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({"payload": {"count": 3, "listens": listens}}, indent=2))
+    with Archive(db(tmp_path)) as archive:
+        assert import_file(archive, path).new == 3
+
+
+def test_bad_listenbrainz_lines_are_reported_with_file_and_line(scrob) -> None:
+    path = IMPORT / "lb_bad_lines.jsonl"
+    result = scrob("import", str(path))
+    assert result.code == 6
+    problems = [line for line in result.err.splitlines() if ": skipped: " in line]
+    assert [p.split(": skipped: ")[0] for p in problems] == [
+        f"scrob: {path.name}:{n}" for n in (2, 3, 4, 5, 6)]
+    assert "artist_name" in problems[0]
+    assert "listened_at" in problems[1] and "listened_at" in problems[2]
+    assert "track_metadata" in problems[3]
+    assert "not valid JSON" in problems[4]
+    assert [x["track"] for x in scrob("listens", "--json", "--reverse").ndjson()] == [  # type: ignore[index]
+        "Golden Brown", "Roygbiv"]
+
+
+# -- files that cannot be read ------------------------------------------------------------
+
+
+def test_corrupt_zip_exits_6_with_one_clear_line(scrob, tmp_path: Path) -> None:
+    good = export_zip(tmp_path).read_bytes()
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(good[: len(good) // 2])
+    result = scrob("import", str(truncated))
+    assert result.code == 6
+    assert result.err.count("\n") == 1 and result.err.startswith("scrob: error: ")
+    assert "truncated.zip" in result.err and "zip" in result.err.split("truncated.zip", 1)[1]
+    assert "Traceback" not in result.err
+
+
+def test_zip_with_damaged_member_exits_6(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("listens/2021/4.jsonl", LB_EXPORT.read_text(encoding="utf-8"))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"Golden Brown")
+    data[at:at + 6] = b"Silver"  # the stored CRC no longer matches
+    path.write_bytes(bytes(data))
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert "damaged.zip" in result.err
+    assert "internal error" not in result.err and "Traceback" not in result.err
+
+
+def test_zip_without_listens_exits_6(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("holiday.jpg", b"\xff\xd8\xff")
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert "no listens" in result.err
+
+
+def test_binary_file_exits_6(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "music.mp3"
+    path.write_bytes(b"ID3\x03\x00\x00\x00\xff\xfe\xfa" * 20)
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert result.err.count("\n") == 1 and "music.mp3" in result.err
+
+
+def test_missing_file_is_a_usage_error(scrob, tmp_path: Path) -> None:
+    result = scrob("import", str(tmp_path / "nope.jsonl"))
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert "nope.jsonl" in result.err and "Traceback" not in result.err
+
+
+def test_unknown_format_is_a_usage_error(scrob) -> None:
+    result = scrob("import", "--format", "csv", str(SCROB_NDJSON))
+    assert result.code == 2
+    assert "csv" in result.err
+
+
+def test_forced_format(tmp_path: Path) -> None:
+    with Archive(db(tmp_path)) as archive:
+        # read as scrob NDJSON, ListenBrainz lines are all invalid
+        report = import_file(archive, LB_EXPORT, fmt="scrob")
+        assert (report.records, report.invalid) == (0, 3)
+        assert import_file(archive, LB_EXPORT, fmt="listenbrainz").new == 3
+
+
+def test_empty_file_imports_nothing(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "empty.ndjson"
+    path.write_text("\n\n")
+    result = scrob("import", "--json", str(path))
+    assert result.code == 0
+    assert result.json()["records"] == 0  # type: ignore[index]

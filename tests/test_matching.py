@@ -1,0 +1,268 @@
+"""Identity and cross-source matching (archive.md, "Identity and deduplication")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scrobbler_cli.archive import Archive
+from scrobbler_cli.matching import (
+    DEFAULT_TOLERANCE,
+    Candidate,
+    CandidateIndex,
+    assign,
+    match_times,
+)
+from scrobbler_cli.models import Account, SourceRecord
+
+LASTFM = Account("lastfm", "alice")
+LB = Account("listenbrainz", "alice")
+T = 1_700_000_000  # 2023-11-14T22:13:20Z
+
+
+def rec(t: int, artist: str = "Radiohead", track: str = "Reckoner", **kw: object
+        ) -> SourceRecord:
+    return SourceRecord(listened_at=t, artist=artist, track=track, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def archive(tmp_path: Path):
+    with Archive(tmp_path / "archive.db") as a:
+        yield a
+
+
+def listens(archive: Archive) -> list[tuple[int, tuple[str, ...]]]:
+    """(listened_at, accounts) of every listen, oldest first."""
+    return [(x.listened_at, x.accounts) for x in archive.listens()]
+
+
+def attached(archive: Archive, account: Account) -> dict[int, int]:
+    """For each record of ``account``: its own time -> the time of the listen it joined."""
+    rows = archive.conn.execute(
+        "SELECT s.listened_at, l.listened_at FROM sources s JOIN listens l ON l.id = s.listen_id"
+        " WHERE s.service = ? AND s.account = ?", (account.service, account.name))
+    return dict(rows.fetchall())
+
+
+BOTH = ("lastfm:alice", "listenbrainz:alice")
+
+
+# -- within one source ------------------------------------------------------------------
+
+
+def test_two_plays_four_minutes_apart_on_one_source_stay_two(archive: Archive) -> None:
+    saved = archive.save_records(LASTFM, [rec(T), rec(T + 240)])
+    assert (saved.new, saved.merged, saved.duplicates) == (2, 0, 0)
+    assert listens(archive) == [(T, ("lastfm:alice",)), (T + 240, ("lastfm:alice",))]
+
+
+def test_different_times_within_one_source_are_never_merged(archive: Archive) -> None:
+    # one second apart, saved in separate batches, spelled differently: still two plays
+    archive.save_records(LASTFM, [rec(T)])
+    saved = archive.save_records(LASTFM, [rec(T + 1, "RADIOHEAD", "reckoner ")])
+    assert saved.new == 1
+    assert archive.count() == 2
+
+
+def test_same_source_resave_is_a_duplicate(archive: Archive) -> None:
+    page = [rec(T), rec(T + 300, track="Nude"), rec(T + 600, album="In Rainbows")]
+    first = archive.save_records(LASTFM, page)
+    again = archive.save_records(LASTFM, page)
+    assert (first.new, first.duplicates) == (3, 0)
+    assert (again.received, again.new, again.merged, again.duplicates) == (3, 0, 0, 3)
+    # a re-fetch spelled differently is still the same listen of that account
+    variant = archive.save_records(LASTFM, [rec(T, " radiohead", "RECKONER")])
+    assert variant.duplicates == 1
+    assert archive.count() == 3
+    assert archive.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 3
+
+
+def test_duplicates_inside_one_batch_count_once(archive: Archive) -> None:
+    saved = archive.save_records(LASTFM, [rec(T), rec(T), rec(T, "radiohead")])
+    assert (saved.new, saved.duplicates) == (1, 2)
+    assert archive.count() == 1
+
+
+# -- across sources ------------------------------------------------------------------
+
+
+def test_same_play_on_two_sources_90s_apart_is_one_listen(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T, album="In Rainbows")])
+    saved = archive.save_records(LB, [rec(T + 90, album="In Rainbows")])
+    assert (saved.new, saved.merged) == (0, 1)
+    [listen] = archive.listens()
+    assert listen.accounts == BOTH
+    assert listen.sources == ["lastfm", "listenbrainz"]
+    assert listen.listened_at == T  # the time the first source gave
+    assert archive.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
+
+
+def test_order_of_sources_does_not_matter(tmp_path: Path) -> None:
+    results = []
+    for order in ((LASTFM, LB), (LB, LASTFM)):
+        with Archive(tmp_path / f"{order[0].service}.db") as archive:
+            archive.save_records(order[0], [rec(T), rec(T + 240)])
+            archive.save_records(order[1], [rec(T + 30), rec(T + 260)])
+            results.append([x.accounts for x in archive.listens()])
+    assert results[0] == results[1] == [BOTH, BOTH]
+
+
+@pytest.mark.parametrize(
+    ("artist", "track"),
+    [
+        ("RADIOHEAD", "RECKONER"),
+        ("  Radiohead  ", "Reckoner\t"),
+        ("Radiohead", "Reckoner"),
+    ],
+)
+def test_case_and_whitespace_variants_match(archive: Archive, artist: str, track: str) -> None:
+    archive.save_records(LASTFM, [rec(T)])
+    archive.save_records(LB, [rec(T + 60, artist, track)])
+    assert listens(archive) == [(T, BOTH)]
+
+
+def test_quote_and_dash_variants_match(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T, "Guns N\u2019 Roses", "Sweet Child o\u2019 Mine")])
+    archive.save_records(LASTFM, [rec(T + 1000, "Blur", "Song 2 \u2013 2012 Remaster")])
+    archive.save_records(LB, [rec(T + 20, "guns n' roses", "sweet child o' mine"),
+                              rec(T + 1010, "BLUR", "Song 2 - 2012 Remaster")])
+    assert listens(archive) == [(T, BOTH), (T + 1000, BOTH)]
+
+
+def test_different_tracks_at_the_same_time_stay_apart(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T, track="Reckoner")])
+    archive.save_records(LB, [rec(T, track="Nude")])
+    assert archive.count() == 2
+
+
+def test_recording_mbid_matches_different_names(archive: Archive) -> None:
+    mbid = "0a3b1c6e-5b4f-4a0e-8f36-6c4a8f7c2e11"
+    archive.save_records(LASTFM, [rec(T, "Beatles", "Hey Jude", recording_mbid=mbid)])
+    saved = archive.save_records(
+        LB, [rec(T + 120, "The Beatles", "Hey Jude - Remastered 2015", recording_mbid=mbid)])
+    assert saved.merged == 1
+    [listen] = archive.listens()
+    assert (listen.artist, listen.track, listen.accounts) == ("Beatles", "Hey Jude", BOTH)
+
+
+def test_different_mbids_and_names_do_not_match(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T, "Beatles", "Hey Jude",
+                                      recording_mbid="0a3b1c6e-5b4f-4a0e-8f36-6c4a8f7c2e11")])
+    archive.save_records(LB, [rec(T + 10, "Beatles", "Let It Be",
+                                  recording_mbid="1b3b1c6e-5b4f-4a0e-8f36-6c4a8f7c2e11")])
+    assert archive.count() == 2
+
+
+def test_matching_is_one_to_one_and_nearest_in_time(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T), rec(T + 240)])
+    archive.save_records(LB, [rec(T + 10), rec(T + 250)])
+    assert listens(archive) == [(T, BOTH), (T + 240, BOTH)]
+    # each ListenBrainz record joined the Last.fm play nearest to it
+    assert attached(archive, LB) == {T + 10: T, T + 250: T + 240}
+
+
+def test_one_record_matches_at_most_one_listen(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T), rec(T + 240)])
+    archive.save_records(LB, [rec(T + 130)])  # 130 s from the first, 110 s from the second
+    assert listens(archive) == [(T, ("lastfm:alice",)), (T + 240, BOTH)]
+    assert attached(archive, LB) == {T + 130: T + 240}
+
+
+def test_one_listen_matches_at_most_one_record_per_source(archive: Archive) -> None:
+    # Last.fm saw one play; ListenBrainz saw three of the same song close together
+    archive.save_records(LASTFM, [rec(T + 100)])
+    saved = archive.save_records(LB, [rec(T), rec(T + 90), rec(T + 200)])
+    assert (saved.new, saved.merged) == (2, 1)
+    assert attached(archive, LB)[T + 90] == T + 100  # the nearest one joined
+    assert listens(archive) == [
+        (T, ("listenbrainz:alice",)),
+        (T + 100, BOTH),
+        (T + 200, ("listenbrainz:alice",)),
+    ]
+
+
+def test_a_listen_already_matched_for_a_source_is_not_taken_again(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T)])
+    archive.save_records(LB, [rec(T + 10)])
+    # a second ListenBrainz play later on, within the tolerance of the Last.fm one
+    saved = archive.save_records(LB, [rec(T + 200)])
+    assert saved.new == 1
+    assert listens(archive) == [(T, BOTH), (T + 200, ("listenbrainz:alice",))]
+
+
+def test_three_sources_join_one_listen(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T)])
+    archive.save_records(LB, [rec(T + 60)])
+    archive.save_records(Account("import", "old.jsonl"), [rec(T - 30)])
+    [listen] = archive.listens()
+    assert listen.accounts == ("import:old.jsonl", *BOTH)
+    assert listen.sources == ["import", "lastfm", "listenbrainz"]
+
+
+def test_batches_spanning_days_match_in_every_window(archive: Archive) -> None:
+    days = [T + d * 86400 * 3 for d in range(5)]
+    archive.save_records(LASTFM, [rec(t) for t in days])
+    saved = archive.save_records(LB, [rec(t + 45) for t in days])
+    assert (saved.new, saved.merged) == (0, 5)
+    assert all(acc == BOTH for _, acc in listens(archive))
+
+
+# -- the tolerance ------------------------------------------------------------------
+
+
+def test_default_tolerance_is_300_seconds_inclusive(tmp_path: Path) -> None:
+    assert DEFAULT_TOLERANCE == 300
+    with Archive(tmp_path / "a.db") as archive:
+        archive.save_records(LASTFM, [rec(T), rec(T + 10_000)])
+        archive.save_records(LB, [rec(T + 300), rec(T + 10_301)])
+        assert listens(archive) == [
+            (T, BOTH),
+            (T + 10_000, ("lastfm:alice",)),
+            (T + 10_301, ("listenbrainz:alice",)),
+        ]
+
+
+def test_tolerance_is_configurable(tmp_path: Path) -> None:
+    with Archive(tmp_path / "narrow.db", tolerance=60) as archive:
+        archive.save_records(LASTFM, [rec(T)])
+        archive.save_records(LB, [rec(T + 90)])
+        assert archive.count() == 2
+    with Archive(tmp_path / "wide.db", tolerance=900) as archive:
+        archive.save_records(LASTFM, [rec(T)])
+        archive.save_records(LB, [rec(T + 800)])
+        assert listens(archive) == [(T, BOTH)]
+
+
+# -- the pure helpers ------------------------------------------------------------------
+
+
+def test_match_times_pairs_nearest_one_to_one() -> None:
+    assert match_times([0, 240], [10, 250]) == [(0, 0), (1, 1)]
+    assert match_times([0, 240], [130]) == [(1, 0)]
+    assert match_times([100], [0, 90, 200]) == [(0, 1)]
+    assert match_times([0], [301]) == []
+    assert match_times([0], [301], tolerance=400) == [(0, 0)]
+    assert match_times([], [1, 2]) == []
+
+
+def test_candidate_index_finds_free_candidates_within_the_tolerance() -> None:
+    index = CandidateIndex()
+    index.add(Candidate(1, 1000, taken=False), track_id=7, mbid=None)
+    index.add(Candidate(2, 1100, taken=True), track_id=7, mbid=None)
+    index.add(Candidate(3, 1250, taken=False), track_id=7, mbid="m")
+    index.add(Candidate(4, 1500, taken=False), track_id=8, mbid="m")
+    assert sorted(c.listen_id for c in index.within(1110, 7, None, 300)) == [1, 3]
+    assert sorted(c.listen_id for c in index.within(1240, 9, "m", 300)) == [3, 4]
+    assert sorted(c.listen_id for c in index.within(1250, 7, "m", 300)) == [1, 3, 4]
+    assert index.within(1240, 9, None, 300) == []
+    assert index.within(2000, 7, None, 300) == []
+
+
+def test_assign_is_one_to_one_smallest_gap_first() -> None:
+    a, b = Candidate(1, 100), Candidate(2, 400)
+    # record 0 at t=0, record 1 at t=90, record 2 at t=200; both candidates in reach
+    pairs = [(100, 1, 0, a), (10, 1, 1, a), (100, 1, 2, a), (200, 2, 2, b)]
+    chosen = assign(pairs)
+    assert chosen == {1: a, 2: b}
+    assert a.taken and b.taken

@@ -1,0 +1,195 @@
+"""The schema is code: numbered migrations that run on open, atomically, once."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from scrobbler_cli.archive import SCHEMA_VERSION, Archive
+from scrobbler_cli.archive import migrations as migrations_module
+from scrobbler_cli.archive.migrations import migrations
+from scrobbler_cli.errors import ArchiveError
+
+MIGRATIONS_SOURCE = Path(migrations_module.__file__).read_text(encoding="utf-8")
+
+
+def objects(path: Path) -> dict[str, set[str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    found: dict[str, set[str]] = {"table": set(), "index": set(), "view": set(),
+                                  "trigger": set()}
+    for kind, name in rows:
+        found[kind].add(name)
+    return found
+
+
+def declared(kind: str) -> set[str]:
+    """Every table, index or view a migration step creates."""
+    pattern = {"table": r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)",
+               "index": r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+)",
+               "view": r"CREATE VIEW (?:IF NOT EXISTS )?(\w+)"}[kind]
+    return set(re.findall(pattern, MIGRATIONS_SOURCE))
+
+
+def applied(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT name, applied_at FROM _sqlite_migrations"
+                            " WHERE migration_set = 'scrob' ORDER BY rowid").fetchall()
+
+
+def test_schema_version_is_the_number_of_migrations() -> None:
+    registered = migrations.pending(Database(memory=True))
+    assert len(registered) == SCHEMA_VERSION
+    assert len({m.name for m in registered}) == SCHEMA_VERSION
+    # numbered in order: m001_..., m002_...
+    assert [m.name[:4] for m in registered] == [f"m{i:03d}" for i in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    path.touch()  # an empty file is an empty SQLite database
+    Archive(path).close()
+    found = objects(path)
+    essential_tables = {"artists", "tracks", "albums", "listens", "sources", "cursors",
+                        "pushes", "_sqlite_migrations"}
+    assert essential_tables <= found["table"]
+    assert declared("table") <= found["table"]
+    assert {"sources_identity", "listens_time"} <= found["index"]
+    assert declared("index") <= found["index"]
+    assert {"listens_with_sources"} <= found["view"]
+    assert declared("view") <= found["view"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # the identity of a source's record is enforced by the database itself
+        unique = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'sources_identity'"
+                              ).fetchone()[0]
+    assert "UNIQUE" in unique.upper()
+    assert [name for name, _ in applied(path)] == [
+        m.name for m in migrations.pending(Database(memory=True))]
+
+
+def test_a_new_file_is_created_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "archive.db"
+    with Archive(path) as archive:
+        assert archive.count() == 0
+    assert path.exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_reopening_applies_nothing_new(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    Archive(path).close()
+    before = applied(path), objects(path)
+    for readonly in (False, True, False):
+        Archive(path, readonly=readonly).close()
+    assert (applied(path), objects(path)) == before
+    assert migrations.pending(Database(path)) == []
+
+
+def test_file_archive_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    Archive(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_in_memory_archive_works(tmp_path: Path) -> None:
+    with Archive(":memory:") as archive:
+        assert archive.count() == 0
+        version = archive.conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
+
+
+def test_readonly_open_migrates_an_older_archive(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    sqlite3.connect(path).close()  # schema version 0: written before any migration
+    with Archive(path, readonly=True) as archive:
+        assert archive.count() == 0
+        assert archive.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_archive_from_a_newer_scrob_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    Archive(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for readonly in (False, True):
+        with pytest.raises(ArchiveError, match="newer scrob"):
+            Archive(path, readonly=readonly)
+
+
+def test_a_failing_migration_leaves_nothing_half_done(tmp_path: Path) -> None:
+    path = tmp_path / "archive.db"
+    with sqlite3.connect(path) as conn:  # a clash halfway through the first step
+        conn.execute("CREATE TABLE listens (whatever TEXT)")
+    with pytest.raises(ArchiveError, match="cannot migrate"):
+        Archive(path)
+    found = objects(path)
+    assert found["table"] <= {"listens", "_sqlite_migrations"}
+    assert {i for i in found["index"] if "_sqlite_migrations" not in i} == set()
+    assert found["view"] == set()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 0
+
+
+# -- files that are not archives ----------------------------------------------------------
+
+
+NOT_SQLITE = b"This is my shopping list, not a database.\n" * 50
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_opening_a_non_sqlite_file_is_an_archive_error(tmp_path: Path, readonly: bool) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(NOT_SQLITE)
+    with pytest.raises(ArchiveError) as info:
+        Archive(path, readonly=readonly)
+    assert info.value.exit_code == 5
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == NOT_SQLITE  # the user's file is left alone
+
+
+@pytest.mark.parametrize("command", [["listens"], ["stats", "--json"], ["import", "x.jsonl"]])
+def test_cli_on_a_non_sqlite_file_exits_5_with_one_line(scrob, tmp_path: Path,
+                                                       command: list[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(NOT_SQLITE)
+    (tmp_path / "x.jsonl").write_text('{"listened_at": 1, "artist": "a", "track": "b"}\n')
+    if command[0] == "import":
+        command = ["import", str(tmp_path / "x.jsonl")]
+    result = scrob("--db", str(path), *command)
+    assert result.code == 5
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("scrob: error: ")
+    assert "notes.txt" in lines[0] and "not a database" in lines[0]
+    assert "Traceback" not in result.err
+    assert path.read_bytes() == NOT_SQLITE
+
+
+def test_readonly_open_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "archive.db"
+    with pytest.raises(ArchiveError, match="no archive at") as info:
+        Archive(path, readonly=True)
+    assert info.value.hint and "scrob import" in info.value.hint
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_cli_reader_on_a_missing_archive_exits_5_and_creates_nothing(scrob, tmp_path: Path
+                                                                    ) -> None:
+    path = tmp_path / "missing.db"
+    for command in (["listens"], ["stats"]):
+        result = scrob("--db", str(path), *command)
+        assert result.code == 5
+        assert result.err.count("\n") == 1
+        assert "no archive at" in result.err and "Traceback" not in result.err
+    assert not path.exists()
