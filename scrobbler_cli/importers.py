@@ -191,7 +191,7 @@ def import_file(
         fmt = "listenbrainz"
     else:
         try:
-            fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the generator
+            fh = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed below; -sig skips a BOM
             head = fh.read(1)
             while head.isspace():
                 head = fh.read(1)
@@ -274,7 +274,7 @@ def _looks_like_zip(path: Path) -> bool:
 
 def _is_document(path: Path) -> bool:
     """A ``.json`` file that starts with ``{`` may be one API reply or one listen per line."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         first = fh.readline()
     try:
         json.loads(first)

@@ -23,7 +23,7 @@ _FOLD = str.maketrans(
 SEP = "\x1f"
 
 
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=32768)
 def name_key(name: str) -> str:
     """NFKC, case folding, typographic quotes and dashes folded to ASCII, and
     whitespace trimmed and collapsed. Cached: names repeat a great deal in a history."""

@@ -94,10 +94,11 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def message(text: str, *, style: str | None = None) -> None:
-    """A line of talk on stderr (not data). ``text`` is printed literally."""
+    """A line of talk on stderr (not data). ``text`` is printed literally, control and
+    escape characters made visible (it may carry a file name or a remote user name)."""
     from rich.text import Text
 
-    _console(stderr=True).print(Text(text, style=style or ""))
+    _console(stderr=True).print(Text(visible(text), style=style or ""))
 
 
 def error(text: str) -> None:

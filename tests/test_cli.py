@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -330,6 +331,15 @@ def test_stats_table_shows_names_literally(scrob, hostile: Path) -> None:
     assert f"Evil{ESC_COLOR}Red" in [a["artist"] for a in data["top_artists"]]  # type: ignore[index]
 
 
+def test_import_summary_shows_a_hostile_file_name_visibly(scrob, tmp_path: Path) -> None:
+    path = tmp_path / f"evil{ESC_TITLE}{ESC_COLOR}.ndjson"
+    path.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    result = scrob("import", str(path))
+    assert result.code == 0
+    assert "1 records read" in result.err
+    assert_no_raw_controls(result.err)
+
+
 def test_error_lines_show_control_characters_visibly(scrob, tmp_path: Path) -> None:
     result = scrob("--db", str(tmp_path / f"no{ESC_TITLE}where.db"), "listens")
     assert result.code == 5
@@ -405,10 +415,8 @@ def test_ctrl_c_is_a_clean_exit(scrob, db: Path, monkeypatch: pytest.MonkeyPatch
     assert "interrupted" in one_error_line(result)
 
 
-def test_closed_pipe_is_not_an_error(scrob_proc, db: Path) -> None:
+def test_closed_pipe_is_not_an_error(db: Path) -> None:
     """`scrob listens --json | head -1` exits quietly."""
-    import subprocess
-
     with Archive(db) as archive:
         archive.save_records(LASTFM, [SourceRecord(T + 100_000 + i, "A", f"T{i}")
                                       for i in range(20_000)])

@@ -48,7 +48,8 @@ class RaisingKeyring(KeyringBackend):
 
 
 @pytest.fixture
-def no_keyring(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def no_keyring():  # type: ignore[no-untyped-def]
+    """Switch to another keyring backend (the autouse fixture restores the real one)."""
     def use(backend: KeyringBackend) -> None:
         keyring.set_keyring(backend)
 

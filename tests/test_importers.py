@@ -10,6 +10,7 @@ import pytest
 
 from scrobbler_cli.archive import Archive
 from scrobbler_cli.importers import import_file, parse_scrob
+from scrobbler_cli.models import Account, SourceRecord
 
 IMPORT = Path(__file__).resolve().parent / "fixtures" / "import"
 SCROB_NDJSON = IMPORT / "scrob_listens.ndjson"
@@ -296,3 +297,41 @@ def test_empty_file_imports_nothing(scrob, tmp_path: Path) -> None:
     result = scrob("import", "--json", str(path))
     assert result.code == 0
     assert result.json()["records"] == 0  # type: ignore[index]
+
+
+def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
+    """Editors on Windows start UTF-8 files with a BOM."""
+    ndjson = tmp_path / "bom.ndjson"
+    ndjson.write_bytes(b"\xef\xbb\xbf" + SCROB_NDJSON.read_bytes())
+    listens = tmp_path / "bom.json"
+    listens.write_bytes(b"\xef\xbb\xbf" + LB_API.read_bytes())
+    with Archive(db(tmp_path)) as archive:
+        assert (import_file(archive, ndjson).invalid, archive.count()) == (0, 10)
+        report = import_file(archive, listens)
+        assert (report.format, report.records, report.invalid) == ("listenbrainz", 3, 0)
+
+
+def test_json_suffix_with_one_listen_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "listens.json"
+    path.write_text(LB_EXPORT.read_text(encoding="utf-8"), encoding="utf-8")
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, path)
+        assert (report.format, report.new, report.invalid) == ("listenbrainz", 3, 0)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: the NDJSON export gives one time per listen, not each account's "
+    "own time, so two listens of one account at the same second collapse on re-import"))
+def test_round_trip_keeps_two_listens_of_one_account_at_one_second(scrob, tmp_path: Path
+                                                                   ) -> None:
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1714600000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lastfm, [SourceRecord(t, "A", "S")])
+        archive.save_records(lb, [SourceRecord(t - 100, "A", "S")])  # joins the Last.fm play
+        archive.save_records(lb, [SourceRecord(t, "A", "S")])  # a late, separate play
+        assert archive.count() == 2
+    out1 = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    exported = tmp_path / "export.ndjson"
+    exported.write_text(out1, encoding="utf-8")
+    scrob("--db", db(tmp_path, "two.db"), "import", str(exported))
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out1

@@ -198,10 +198,9 @@ def test_whole_history_path_agrees_with_windowed_path(db: str) -> None:
             SourceRecord(1_000, "Zz Old", "Gramophone", album="Shellac")])
         windowed = compute_stats(archive, 2_000, 2**40, limit=50)
         whole_after = compute_stats(archive, 0, 2**40, limit=50)
-    for report in (windowed,):
-        data, expected = report.as_json(), whole.as_json()
-        del data["from"], expected["from"]
-        assert data == expected
+    data, expected = windowed.as_json(), whole.as_json()
+    del data["from"], expected["from"]
+    assert data == expected
     assert whole_after.total_listens == 11
     assert whole_after.top_artists[-1].artist == "Zz Old"
 

@@ -32,6 +32,8 @@ SCHEMA_VERSION = 1
 # Records further apart than this are looked up in separate windows, so a batch that
 # spans years never loads the archive's whole history as candidates.
 _WINDOW = 86400
+# Name-key and row-id caches hold at most this many entries each (memory stays flat).
+_CACHE_MAX = 100_000
 
 __all__ = ["Archive", "SCHEMA_VERSION"]
 
@@ -89,7 +91,7 @@ class Archive:
             # WAL + NORMAL: a crash or kill never corrupts or half-applies a transaction;
             # a power cut may undo the last commits, cursor included, so a re-run refetches.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MB: bounded memory
             conn.execute("PRAGMA user_version").fetchone()  # fails on a non-database file
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(
@@ -203,7 +205,7 @@ class Archive:
                 a = name_key(r.artist)
                 k = key_cache[names] = (a, a + SEP + name_key(r.track),
                                         a + SEP + name_key(r.album) if r.album else None)
-                if len(key_cache) > 200_000:
+                if len(key_cache) > _CACHE_MAX:
                     key_cache.clear()
             keys.append(k)
             if k[0] not in want_artists:
@@ -279,6 +281,8 @@ class Archive:
         cache (see ``save_records``).
         """
         cache = self._ids[table]
+        if len(cache) > _CACHE_MAX:  # bounded memory on huge histories; refilled on demand
+            cache.clear()
         missing = [k for k in wanted if k not in cache]
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
@@ -321,6 +325,21 @@ class Archive:
             (account.service, account.name),
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def source_times(self, account: Account, *, since: int | None = None,
+                     until: int | None = None) -> set[int]:
+        """The ``listened_at`` of every record ``account`` reported, in [since, until).
+
+        These are the account's own timestamps (a listen matched across sources keeps
+        the first source's time), e.g. so an export never reuses a second Last.fm holds.
+        """
+        rows = self.conn.execute(
+            "SELECT DISTINCT listened_at FROM sources WHERE service = ? AND account = ?"
+            " AND listened_at >= ? AND listened_at < ?",
+            (account.service, account.name,
+             since if since is not None else -(2**62), until if until is not None else 2**62),
+        )
+        return {int(r[0]) for r in rows}
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM listens").fetchone()[0])
@@ -406,6 +425,24 @@ class Archive:
         }
         for row in self.conn.execute(sql, params):
             yield _listen(row)
+
+    def count_present(
+        self,
+        account: Account,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        source: str | None = None,
+    ) -> int:
+        """How many listens of the window ``account`` has, or was pushed: the other
+        side of ``missing_for`` (an export's ``already_there``)."""
+        params = {
+            "service": account.service, "account": account.name,
+            "since": since if since is not None else -(2**62),
+            "until": until if until is not None else 2**62,
+            "source": source,
+        }
+        return int(self.conn.execute(queries.COUNT_PRESENT, params).fetchone()[0])
 
 
 def _windows(batch: list[SourceRecord]) -> Iterator[list[SourceRecord]]:

@@ -57,3 +57,16 @@ WHERE NOT EXISTS (SELECT 1 FROM sources s
                                   WHERE s2.listen_id = l.id AND s2.service = :source))
 ORDER BY l.listened_at, l.id
 """
+
+# Listens of a window (optionally seen by one service) that an account has: a record of
+# it is attached, or scrob pushed the listen there before.
+COUNT_PRESENT = """
+SELECT count(*) FROM listens l
+WHERE l.listened_at >= :since AND l.listened_at < :until
+  AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
+                                  WHERE s2.listen_id = l.id AND s2.service = :source))
+  AND (EXISTS (SELECT 1 FROM sources s
+               WHERE s.listen_id = l.id AND s.service = :service AND s.account = :account)
+       OR EXISTS (SELECT 1 FROM pushes p
+                  WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
+"""

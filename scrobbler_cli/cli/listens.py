@@ -9,6 +9,7 @@ import typer
 
 from .options import Json, Since, Source, Tz, Until
 
+TABLE_LIMIT = 50
 COLUMNS = ["listened_at", "artist", "track", "album", "duration", "recording_mbid",
            "release_mbid", "sources"]
 
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
         album: Annotated[str | None, typer.Option(help="Only this album.")] = None,
         source: Source = None,
         limit: Annotated[int | None, typer.Option(
-            min=0, help="At most this many listens (the newest, unless --reverse).")] = None,
+            min=0, help="At most this many listens (the newest, unless --reverse); "
+                        "default 50 in a table, all with --json or --format csv.")] = None,
         reverse: Annotated[bool, typer.Option(
             "--reverse", help="Oldest first (default: newest first).")] = False,
         json_: Json = False,
@@ -48,6 +50,9 @@ def register(app: typer.Typer) -> None:
         zinfo = zone(tz)
         start = parse_date(since, zinfo) if since else None
         end = parse_date(until, zinfo) if until else None
+        capped = fmt == "table" and limit is None
+        if capped:  # a table of a whole history helps nobody; --json/--format csv are uncapped
+            limit = TABLE_LIMIT
         with state().archive(readonly=True) as archive:
             rows = archive.listens(since=start, until=end, artist=artist, track=track,
                                    album=album, source=source, limit=limit,
@@ -60,9 +65,13 @@ def register(app: typer.Typer) -> None:
                      r.recording_mbid or "", r.release_mbid or "", " ".join(r.sources)]
                     for r in rows))
             else:
+                shown = list(rows)
                 render.table(None, ["when", "artist", "track", "album", "sources"], (
                     [_when(r.listened_at, zinfo), r.artist, r.track, r.album or "",
-                     ", ".join(r.sources)] for r in rows))
+                     ", ".join(r.sources)] for r in shown))
+                if capped and len(shown) == TABLE_LIMIT and not state().quiet:
+                    render.warn(f"showing {TABLE_LIMIT} listens; use --limit N for more, "
+                                "or --json / --format csv for all")
 
 
 def _when(ts: int, zinfo: object) -> str:
