@@ -74,15 +74,15 @@ def compute_stats(archive: Archive, start: int, end: int, *, by: str = "all",
             floor = best[-1][1] if best else 0
             tied = [kv for kv in counts.items() if kv[1] == floor][:_MAX_TIES]
             pool = dict([kv for kv in best if kv[1] > floor] + tied)
-            found = []
+            named: list[tuple[str, str | None, int, str]] = []
             ids = list(pool)
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 for id_, a, b, key in conn.execute(
                         _NAMES[kind].format(",".join("?" * len(chunk))), chunk):
-                    found.append((a, b, pool[id_], key))
-            found.sort(key=lambda x: (-x[2], x[3]))
-            found = [(a, b, n) for a, b, n, _ in found[:limit]]
+                    named.append((a, b, pool[id_], key))
+            named.sort(key=lambda x: (-x[2], x[3]))
+            found = [(a, b, n) for a, b, n, _ in named[:limit]]
         field = {"artists": None, "tracks": "track", "albums": "album"}[kind]
         return [RankedItem(artist=a, listens=n, **({field: b} if field else {}))
                 for a, b, n in found]

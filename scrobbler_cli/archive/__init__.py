@@ -229,7 +229,7 @@ class Archive:
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
         fresh: list[tuple[int, SourceRecord, int, int, str | None]] = []
-        pairs = []
+        pairs: list[tuple[int, int, int, Candidate]] = []
         for idx, (rec, (a_key, t_key, b_key)) in enumerate(zip(batch, keys)):
             track_id = track_ids[t_key]
             ident = (rec.listened_at, track_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -24,7 +25,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
          lookback: str | None, json_: bool) -> None:
     from .. import render
     from ..errors import ScrobError
-    from ..models import SyncReport
+    from ..models import Progress, SyncReport
     from ..sync import SyncOptions, sync_account
     from ..timeparse import parse_date, parse_duration
     from . import state
@@ -40,10 +41,12 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
             try:
                 require_user(cfg)
                 with render.progress(f"{service} {cfg.user}", enabled=not st.quiet) as bar:
+                    def progress(e: Progress, bar: Callable[..., None] = bar) -> None:
+                        bar(e.done, total=e.total, info=f"{e.listens:,} listens")
+
                     report = sync_account(archive, cfg, SyncOptions(
                         full=full, since=start, lookback=back, log=st.log,
-                        on_progress=lambda e, bar=bar: bar(
-                            e.done, total=e.total, info=f"{e.listens:,} listens")))
+                        on_progress=progress))
             except ScrobError as exc:
                 if len(services) == 1:
                     raise
