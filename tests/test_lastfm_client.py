@@ -173,7 +173,8 @@ def test_parse_now_playing_alone_as_single_object() -> None:
 
 def test_parse_empty_page() -> None:
     page = parse_recent_tracks(load("recent_tracks_empty.json"))
-    assert page == RecentTracksPage(records=[], page=1, total_pages=0, total=0, user="testuser")
+    assert page == RecentTracksPage(records=[], page=1, total_pages=0, total=0, user="testuser",
+                                per_page=200)
 
 
 def test_parse_missing_track_and_libre_top_level_numbers() -> None:

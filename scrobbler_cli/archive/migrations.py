@@ -20,7 +20,9 @@ def m001_initial(db: Database) -> None:
 
     ``artists``/``tracks``/``albums`` hold one row per normalized name (``key``) with
     the first spelling seen (``name``) and a maintained ``listens`` count, so all-time
-    statistics read a few thousand rows instead of grouping a million.
+    statistics read the name tables instead of grouping a million listens. The counts
+    are deliberately not indexed: every saved page updates them, and top-N over the
+    name tables is a quick scan.
     """
     db.execute("""
         CREATE TABLE artists (
@@ -92,9 +94,6 @@ def m001_initial(db: Database) -> None:
         "CREATE INDEX listens_time ON listens(listened_at, artist_id, track_id, album_id)",
         "CREATE UNIQUE INDEX sources_identity ON sources(service, account, listened_at, track_id)",
         "CREATE INDEX sources_listen ON sources(listen_id)",
-        "CREATE INDEX artists_listens ON artists(listens)",
-        "CREATE INDEX tracks_listens ON tracks(listens)",
-        "CREATE INDEX albums_listens ON albums(listens)",
     ):
         db.execute(sql)
     db.execute("""

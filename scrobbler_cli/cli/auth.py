@@ -6,10 +6,13 @@ from typing import Annotated
 
 import typer
 
+from . import auth_lastfm, auth_listenbrainz
 from .options import Json
 
 app = typer.Typer(help="Log in to the services, see where credentials come from, log out.",
                   no_args_is_help=True)
+auth_listenbrainz.register(app)
+auth_lastfm.register(app)
 
 SERVICES = {
     "lastfm": ("lastfm_user", ["lastfm_api_key", "lastfm_api_secret", "lastfm_session_key"]),

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import orjson
 
 from scrobbler_cli.errors import (
     AuthRejected,
@@ -84,6 +85,7 @@ class RecentTracksPage:
     total_pages: int
     total: int
     user: str | None = None
+    per_page: int = 0  # the page size the server used (0: it did not say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,27 +149,55 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+def canonical_json(value: Any) -> str:
+    """The JSON text kept as ``raw``: sorted keys, compact, UTF-8 (not ASCII-escaped).
+
+    orjson, because this runs for every scrobble of a sync and the standard library's
+    encoder costs several times more; the standard library for what orjson refuses
+    (lone surrogates, integers beyond 64 bits), spelling valid values the same way.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except (TypeError, ValueError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _name_and_mbid(value: Any) -> tuple[str, str | None]:
+    """``_text(value, "#text", "name")`` and ``_mbid(value)`` in one pass (the hot path)."""
+    if type(value) is dict:
+        text = value.get("#text")
+        if type(text) is not str or not text:
+            text = value.get("name")
+            if type(text) is not str or not text:
+                text = ""
+        mbid = value.get("mbid")
+        return text, (mbid.strip() or None) if type(mbid) is str else None
+    return _text(value, "#text", "name"), _mbid(value)
+
+
 def _record(item: dict[str, Any]) -> SourceRecord | None:
     """One recent-tracks item as a SourceRecord, or None for now-playing / unusable items."""
     attr = item.get("@attr")
-    if isinstance(attr, dict) and str(attr.get("nowplaying", "")).lower() == "true":
+    if attr and isinstance(attr, dict) and str(attr.get("nowplaying", "")).lower() == "true":
         return None
     date = item.get("date")
-    uts = _int(date.get("uts"), -1) if isinstance(date, dict) else -1
+    if not isinstance(date, dict):
+        return None
+    uts = _int(date.get("uts"), -1)
     if uts < 0:
         return None
-    artist = item.get("artist")
-    album = item.get("album")
-    artist_mbid = _mbid(artist)
+    artist, artist_mbid = _name_and_mbid(item.get("artist"))
+    album, release_mbid = _name_and_mbid(item.get("album"))
+    name = item.get("name")
     return SourceRecord(
         listened_at=uts,
-        artist=_text(artist, "#text", "name"),
-        track=_text(item.get("name")),
-        album=_text(album, "#text", "name") or None,
-        release_mbid=_mbid(album),
+        artist=artist,
+        track=name if type(name) is str else _text(name),
+        album=album or None,
+        release_mbid=release_mbid,
         artist_mbids=(artist_mbid,) if artist_mbid else (),
         recording_mbid=None,  # a Last.fm track mbid is only a hint; it stays in raw
-        raw=json.dumps(item, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        raw=canonical_json(item),
     )
 
 
@@ -197,6 +227,7 @@ def parse_recent_tracks(payload: Mapping[str, Any]) -> RecentTracksPage:
         total_pages=_int(attr.get("totalPages")),
         total=_int(attr.get("total")),
         user=user if isinstance(user, str) and user else None,
+        per_page=_int(attr.get("perPage")),
     )
 
 
@@ -311,10 +342,19 @@ def auth_root_for(api_root: str) -> str:
 # --- the client ---------------------------------------------------------------------------
 
 
+def _loads(content: bytes) -> Any:
+    """orjson (pages of 200 tracks are ~100 KB), or the standard library for what only it
+    reads (NaN, lone surrogates); ValueError if neither can."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content)
+
+
 def _decode(response: httpx.Response) -> Any:
     """The JSON of a reply, or a ServiceError when there is none worth reading."""
     try:
-        return response.json()
+        return _loads(response.content)
     except ValueError:
         status = response.status_code
         if status < 300:
@@ -420,6 +460,15 @@ class LastfmClient:
         if not isinstance(info, dict):
             raise ServiceUnavailable("Last.fm sent a user reply without user", service=SERVICE)
         return info
+
+    def session_user(self) -> str:
+        """The name of the account the session key belongs to (signed user.getInfo with no
+        ``user``), so nothing is scrobbled to an account other than the one intended."""
+        info = self._call("user.getInfo", signed=True, session=True).get("user")
+        name = info.get("name") if isinstance(info, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ServiceUnavailable("Last.fm sent a user reply without a name", service=SERVICE)
+        return name
 
     # -- desktop auth (B8)
 

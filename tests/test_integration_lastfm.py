@@ -1,0 +1,442 @@
+"""The real `scrob` command against the fake Last.fm on 127.0.0.1.
+
+In-process (the ``scrob`` fixture) where speed matters, a real subprocess for ``kill -9``
+and for hidden input read from stdin. Credentials come from SCROB_* variables or the
+test keyring of conftest; nothing reaches the internet or the real keyring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scrobbler_cli.archive import Archive
+from scrobbler_cli.engines import lastfm as engine
+from scrobbler_cli.models import Account, SourceRecord
+from tests.conftest import ROOT
+from tests.fakes.lastfm_server import FakeLastfm
+
+DAY = 86400
+NOW = int(time.time())
+LB = Account("listenbrainz", "alice")
+SUMMARY_KEYS = {"service", "user", "fetched", "new", "duplicates", "requests", "cursor",
+                "complete"}
+EXPORT_KEYS = {"target", "candidates", "submitted", "already_there", "rejected", "requests"}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLastfm]:
+    with FakeLastfm() as server:
+        yield server
+
+
+@pytest.fixture
+def lastfm_env(fake: FakeLastfm, monkeypatch: pytest.MonkeyPatch) -> FakeLastfm:
+    """Point scrob at the fake as alice (public access: API key only), no real waiting."""
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fake.url)
+    monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", fake.api_key)
+    monkeypatch.setenv("SCROB_LASTFM_RATE", "1000")
+    monkeypatch.setattr(engine, "SLEEP", lambda seconds: None)
+    fake.add_user("alice")
+    return fake
+
+
+@pytest.fixture
+def with_session(lastfm_env: FakeLastfm, monkeypatch: pytest.MonkeyPatch) -> FakeLastfm:
+    monkeypatch.setenv("SCROB_LASTFM_API_SECRET", lastfm_env.api_secret)
+    monkeypatch.setenv("SCROB_LASTFM_SESSION_KEY", lastfm_env.session_key("alice"))
+    return lastfm_env
+
+
+def history(n: int, *, end: int = NOW - 3600, step: int = 180, seed: int = 0
+            ) -> list[tuple[int, str, str, str]]:
+    rng = random.Random(seed)
+    return [(end - (n - i) * step, f"Artist {rng.randrange(50)}", f"Track {i}",
+             f"Album {rng.randrange(9)}") for i in range(n)]
+
+
+def server_history(fake: FakeLastfm, *, before: int | None = None) -> list[tuple[int, str, str]]:
+    return sorted((ts, artist, track) for ts, artist, track, _ in fake.scrobbles("alice")
+                  if before is None or ts < before)
+
+
+def archive_listens(scrob: Any) -> list[tuple[int, str, str]]:
+    result = scrob("listens", "--json", "--source", "lastfm")
+    assert result.code == 0, result.err
+    return sorted((r["listened_at"], r["artist"], r["track"]) for r in result.ndjson())
+
+
+def db_path() -> Path:
+    return Path(os.environ["SCROB_DB"])
+
+
+def sync_json(scrob: Any, *args: str) -> dict[str, Any]:
+    result = scrob("sync", "lastfm", "--json", *args)
+    assert result.code == 0, result.err
+    [summary] = result.ndjson()
+    assert set(summary) == SUMMARY_KEYS
+    return summary  # type: ignore[no-any-return]
+
+
+# --- sync -------------------------------------------------------------------------------
+
+
+def test_fresh_sync_equals_the_server(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lastfm_env.add_scrobbles("alice", history(1234))
+    lastfm_env.now_playing("alice", "Playing", "Right Now")
+    summary = sync_json(scrob)
+    assert summary["service"] == "lastfm" and summary["user"] == "alice"
+    assert (summary["fetched"], summary["new"], summary["duplicates"]) == (1234, 1234, 0)
+    assert summary["complete"] is True and abs(summary["cursor"] - time.time()) < 60
+    assert summary["requests"] == 7
+    assert archive_listens(scrob) == server_history(lastfm_env)
+    listens = scrob("listens", "--json", "--limit", "1").ndjson()
+    assert listens[0]["sources"] == ["lastfm"]
+
+
+def test_summary_line_without_json(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lastfm_env.add_scrobbles("alice", history(5))
+    result = scrob("sync", "lastfm")
+    assert result.code == 0 and result.out == ""
+    said = " ".join(result.err.split())
+    assert "lastfm alice: 5 fetched, 5 new" in said and "complete up to" in said
+    assert scrob("--quiet", "sync", "lastfm").err == ""
+
+
+def test_delta_sync_only_adds_what_is_new(lastfm_env: FakeLastfm, scrob: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    lastfm_env.add_scrobbles("alice", history(600, step=3600))  # 25 days
+    first = sync_json(scrob)
+    second = sync_json(scrob)
+    assert second["new"] == 0 and second["fetched"] == second["duplicates"]
+    assert second["requests"] < first["requests"]  # only the lookback window
+    lastfm_env.add_scrobbles("alice", [(int(time.time()) + 30, "New", "Play", None)])
+    monkeypatch.setattr(engine, "NOW", lambda: time.time() + 60)  # a minute later
+    third = sync_json(scrob)
+    assert third["new"] == 1 and third["cursor"] > second["cursor"]
+    assert archive_listens(scrob) == server_history(lastfm_env)
+
+
+def test_a_late_scrobble_is_caught_by_the_lookback(lastfm_env: FakeLastfm,
+                                                   scrob: Any) -> None:
+    lastfm_env.add_scrobbles("alice", history(300))
+    sync_json(scrob)
+    # an offline player submits a play from five days ago, long behind the cursor
+    lastfm_env.add_scrobbles("alice", [(NOW - 5 * DAY, "Offline", "Late Play", None)])
+    assert sync_json(scrob)["new"] == 1
+    assert archive_listens(scrob) == server_history(lastfm_env)
+    # a lookback shorter than its age would not have seen it
+    lastfm_env.add_scrobbles("alice", [(NOW - 5 * DAY + 7, "Offline", "Later Play", None)])
+    assert sync_json(scrob, "--lookback", "2d")["new"] == 0
+    assert sync_json(scrob, "--lookback", "6d")["new"] == 1
+
+
+def test_since_and_full(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lastfm_env.add_scrobbles("alice", history(400, step=3600))
+    partial = sync_json(scrob, "--since", str(NOW - 2 * DAY))
+    assert partial["cursor"] is None and 0 < partial["new"] < 400
+    assert sync_json(scrob)["complete"] is True
+    again = sync_json(scrob, "--full")
+    assert (again["new"], again["duplicates"]) == (0, 400)
+
+
+def test_page_drift_during_the_sync_loses_nothing(lastfm_env: FakeLastfm, scrob: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    lastfm_env.add_scrobbles("alice", history(2000, step=120))
+    before = server_history(lastfm_env)
+    # scrobbles arriving while the sync runs: back-dated ones inside the window (they
+    # shift every older item across page borders) and new ones after its start
+    lastfm_env.on_page("alice", 6, [(NOW - 3600 - 30 + i, "Drift", f"D{i}", None)
+                                    for i in range(5)])
+    lastfm_env.on_page("alice", 3, [(NOW - 7200 - i, "Drift", f"E{i}", None)
+                                    for i in range(3)])
+    after = int(time.time()) + 30
+    lastfm_env.on_page("alice", 2, [(after, "After", "Start", None)])
+    first = sync_json(scrob)
+    assert set(before) <= set(archive_listens(scrob))
+    assert first["requests"] > 10  # it noticed and read again
+    monkeypatch.setattr(engine, "NOW", lambda: time.time() + 60)  # a minute later
+    sync_json(scrob)
+    assert archive_listens(scrob) == server_history(lastfm_env)
+
+
+def test_twenty_percent_faults_still_end_equal(lastfm_env: FakeLastfm, scrob: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "PAGE_SIZE", 50)
+    lastfm_env.add_scrobbles("alice", history(3000, step=60))
+    lastfm_env.fault_rate = 0.2
+    summary = sync_json(scrob)
+    assert summary["complete"] and summary["fetched"] >= 3000
+    assert archive_listens(scrob) == server_history(lastfm_env)
+    assert any(r.status != 200 or r.error for r in lastfm_env.request_log)
+
+
+def test_kill_9_at_random_moments_then_resume(lastfm_env: FakeLastfm,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # 41 days: a resume re-reads the 14 days before its cursor, not the whole history
+    lastfm_env.add_scrobbles("alice", history(6000, step=600))
+    original = set(server_history(lastfm_env))
+    lastfm_env.latency = 0.02
+    monkeypatch.setenv("SCROB_LASTFM_RATE", "20")  # 31 requests: about 1.5 s a sync
+    command = [sys.executable, "-m", "scrobbler_cli", "--quiet", "sync", "lastfm", "--json"]
+    rng = random.Random(1234)
+    cursors: list[int | None] = []
+    for round_ in range(4):
+        proc = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.45, 1.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        if db_path().exists():
+            with Archive(db_path(), readonly=True) as archive:
+                cursor = archive.get_cursor(Account("lastfm", "alice"))
+                held = [(x.listened_at, x.artist, x.track) for x in archive.listens()]
+            assert len(held) == len(set(held)), "a duplicate after kill -9"
+            assert set(held) <= set(server_history(lastfm_env))
+            if cursor is not None:  # complete below it (late plays are the next run's)
+                assert {x for x in original if x[0] < cursor} <= set(held)
+            cursors.append(cursor)
+        # meanwhile, plays keep arriving, some of them late
+        lastfm_env.add_scrobbles("alice", [(NOW - DAY - round_, "Late", f"R{round_}", None)])
+    known = [c for c in cursors if c is not None]
+    assert known == sorted(known)  # the cursor never went back
+    final = subprocess.run(command, cwd=ROOT, env=dict(os.environ), capture_output=True,
+                           text=True, timeout=60)
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout)["complete"] is True
+    with Archive(db_path(), readonly=True) as archive:
+        held = sorted((x.listened_at, x.artist, x.track) for x in archive.listens())
+    assert held == server_history(lastfm_env)  # equal, so no gap and no duplicate
+
+
+def test_private_profile_with_and_without_a_session(lastfm_env: FakeLastfm, scrob: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    lastfm_env.add_scrobbles("alice", history(20))
+    lastfm_env.set_private("alice")
+    result = scrob("sync", "lastfm")
+    assert result.code == 3
+    assert result.err.count("\n") == 1 and "scrob auth lastfm" in result.err
+    assert "Traceback" not in result.err
+    monkeypatch.setenv("SCROB_LASTFM_API_SECRET", lastfm_env.api_secret)
+    monkeypatch.setenv("SCROB_LASTFM_SESSION_KEY", lastfm_env.session_key("alice"))
+    assert sync_json(scrob)["new"] == 20
+    assert archive_listens(scrob) == server_history(lastfm_env)
+
+
+def test_any_public_profile_with_user(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lastfm_env.add_scrobbles("Bob", [(NOW - 600, "Bob's", "Song", None)])
+    summary = sync_json(scrob, "--user", "Bob")
+    assert (summary["user"], summary["new"]) == ("bob", 1)
+    accounts = scrob("listens", "--json").ndjson()[0]["accounts"]
+    assert accounts == ["lastfm:bob"]
+
+
+def test_unknown_user_exits_4_and_bad_key_exits_3(lastfm_env: FakeLastfm, scrob: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    result = scrob("sync", "lastfm", "--user", "nobody-here")
+    assert result.code == 4 and "user not found" in result.err.lower()
+    assert result.err.count("\n") == 1
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", "0" * 32)
+    result = scrob("sync", "lastfm", "--json")
+    assert result.code == 3 and "API key" in result.err and result.out == ""
+    monkeypatch.delenv("SCROB_LASTFM_API_KEY")
+    result = scrob("sync", "lastfm")
+    assert result.code == 3 and "SCROB_LASTFM_API_KEY" in result.err
+
+
+def test_a_service_failing_after_retries_exits_4(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lastfm_env.add_scrobbles("alice", history(10))
+    lastfm_env.fail_next(50, "503")
+    result = scrob("sync", "lastfm")
+    assert result.code == 4 and "503" in result.err and result.err.count("\n") == 1
+
+
+def test_secrets_never_appear_even_with_verbose(with_session: FakeLastfm, scrob: Any) -> None:
+    fake = with_session
+    fake.add_scrobbles("alice", history(450))
+    Archive(db_path()).close()
+    with Archive(db_path()) as archive:
+        archive.save_records(LB, [SourceRecord(NOW - 900, "LB", "Only")])
+    fake.fail_next(1, "29")  # a retry is logged too
+    results = [scrob("--verbose", "sync", "lastfm", "--json"),
+               scrob("--verbose", "export", "lastfm", "--json"),
+               scrob("--verbose", "auth", "status", "--json")]
+    secrets = (fake.api_key, fake.api_secret, fake.session_key("alice"))
+    for result in results:
+        assert result.code == 0, result.err
+        assert "debug:" in result.err or result is results[2]
+        for secret in secrets:
+            assert secret not in result.out and secret not in result.err
+    assert "api_key=***" in results[0].err and "sk=***" in results[0].err
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def lb_listens(stamps: list[int], artist: str = "From LB") -> None:
+    with Archive(db_path()) as archive:
+        archive.save_records(LB, [SourceRecord(ts, artist, f"Song {i}", "LP")
+                                  for i, ts in enumerate(stamps)])
+
+
+def export_json(scrob: Any, *args: str) -> dict[str, Any]:
+    result = scrob("export", "lastfm", "--json", *args)
+    assert result.code == 0, result.err
+    report = result.json()
+    assert set(report) >= EXPORT_KEYS
+    return report  # type: ignore[no-any-return]
+
+
+def test_export_then_reexport_sends_nothing(with_session: FakeLastfm, scrob: Any) -> None:
+    fake = with_session
+    fake.add_scrobbles("alice", history(100))
+    sync_json(scrob)
+    lb_listens([NOW - 2 * DAY + 60 * i for i in range(75)])
+    report = export_json(scrob)
+    assert report == {"target": "lastfm:alice", "candidates": 75, "submitted": 75,
+                      "already_there": 100, "rejected": 0, "requests": 3}
+    again = export_json(scrob)
+    assert (again["candidates"], again["submitted"], again["requests"]) == (0, 0, 0)
+    # once synced back, Last.fm's own records stand for the pushed plays
+    sync_json(scrob)
+    assert export_json(scrob)["candidates"] == 0
+    assert len(scrob("listens", "--json").ndjson()) == 175
+
+
+def test_export_counts_too_old_listens(with_session: FakeLastfm, scrob: Any) -> None:
+    lb_listens([NOW - 400 * DAY, NOW - 15 * DAY, NOW - DAY])
+    report = export_json(scrob)
+    assert (report["candidates"], report["too_old"], report["submitted"]) == (3, 2, 1)
+    result = scrob("export", "lastfm")
+    assert "2 too old for the service" in " ".join(result.err.split())
+
+
+def test_daily_cap_then_a_later_run_continues(with_session: FakeLastfm, scrob: Any) -> None:
+    fake = with_session
+    lb_listens([NOW - DAY + 30 * i for i in range(130)])
+    fake.daily_cap = 70
+    report = export_json(scrob)
+    assert (report["submitted"], report["remaining"]) == (70, 60)
+    result = scrob("export", "lastfm")
+    assert result.code == 0 and "60 left for a later run" in " ".join(result.err.split())
+    fake.daily_cap = None
+    assert export_json(scrob)["submitted"] == 60
+    assert len(fake.scrobbles("alice")) == 130
+
+
+def test_dry_run_prints_and_sends_nothing(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lb_listens([NOW - 3600, NOW - 1800], artist="\x1b[31mRed\x1b[0m")
+    result = scrob("export", "lastfm", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    rows = result.ndjson()
+    assert [set(r) for r in rows] == [{"listened_at", "artist", "track", "album"}] * 2
+    assert rows[0]["artist"] == "\x1b[31mRed\x1b[0m"  # data, exactly as archived
+    table = scrob("export", "lastfm", "--dry-run")
+    assert "\x1b" not in table.out and "\\x1b[31mRed" in table.out  # shown literally
+    assert lastfm_env.request_log == []
+
+
+def test_export_without_a_session_key_exits_3(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    lb_listens([NOW - 600])
+    result = scrob("export", "lastfm")
+    assert result.code == 3 and "session key" in result.err
+
+
+# --- scrob auth lastfm ------------------------------------------------------------------
+
+
+def test_auth_lastfm_asks_runs_the_flow_and_stores(fake: FakeLastfm, scrob: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    import typer
+
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fake.url)
+    monkeypatch.setattr(engine, "SLEEP", lambda seconds: time.sleep(0.005))
+    fake.add_user("Alice")
+    asked: list[tuple[str, bool]] = []
+
+    def prompt(text: str, hide_input: bool = False, **kwargs: object) -> str:
+        asked.append((text, hide_input))
+        return fake.api_key if "key" in text else fake.api_secret
+
+    opened: list[str] = []
+
+    def browser(url: str) -> bool:
+        opened.append(url)
+        token = url.rsplit("token=", 1)[1]
+        threading.Timer(0.05, fake.approve, (token, "alice")).start()  # the user, later
+        return True
+
+    monkeypatch.setattr(typer, "prompt", prompt)
+    monkeypatch.setattr(webbrowser, "open", browser)
+    result = scrob("auth", "lastfm")
+    assert result.code == 0, result.err
+    assert asked == [("Last.fm API key", True), ("Last.fm shared secret", True)]
+    assert opened and opened[0] in result.err and "Authorized as Alice" in result.err
+    assert fake.api_secret not in result.out + result.err
+    assert fake.session_key("alice") not in result.out + result.err
+    status = scrob("auth", "status", "--json").json()
+    [row] = [r for r in status["accounts"] if r["service"] == "lastfm"]
+    assert row["user"] == "Alice" and row["configured"] is True
+    assert set(row["secrets"].values()) == {"keyring"}
+    # and the stored credentials work: a private profile is read with the session key
+    fake.add_scrobbles("alice", history(5))
+    fake.set_private("alice")
+    monkeypatch.setenv("SCROB_LASTFM_RATE", "1000")
+    assert sync_json(scrob)["new"] == 5
+
+
+def test_auth_lastfm_with_known_key_only_waits_for_approval(
+        fake: FakeLastfm, scrob: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    import typer
+
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fake.url)
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", fake.api_key)
+    monkeypatch.setenv("SCROB_LASTFM_API_SECRET", fake.api_secret)
+    monkeypatch.setattr(engine, "SLEEP", lambda seconds: time.sleep(0.005))
+    monkeypatch.setattr(typer, "prompt", lambda *a, **k: pytest.fail("asked for a secret"))
+    monkeypatch.setattr(webbrowser, "open", lambda url: pytest.fail("opened a browser"))
+    served = fake.handle
+
+    def handle(http_method: str, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        reply = served(http_method, path, params)
+        if params.get("method") == "auth.getToken":  # the user approves it a bit later
+            token = json.loads(reply[2])["token"]
+            threading.Timer(0.05, fake.approve, (token, "carol")).start()
+        return reply
+
+    monkeypatch.setattr(fake, "handle", handle)
+    result = scrob("auth", "lastfm", "--no-browser")
+    assert result.code == 0, result.err
+    assert "api/auth/?api_key=" in result.err
+    from scrobbler_cli import config, credentials
+
+    assert config.load().lastfm_user == "carol"
+    assert credentials.get("lastfm_session_key").value == fake.session_key("carol")
+    assert credentials.get("lastfm_api_secret").origin == "env"  # not copied anywhere
+
+
+def test_auth_lastfm_rejected_key_from_stdin_exits_3(fake: FakeLastfm, scrob_proc: Any) -> None:
+    result = scrob_proc("auth", "lastfm", "--no-browser",
+                        input="0123456789abcdef0123456789abcdee\nnot-the-secret-at-all\n",
+                        env={"SCROB_LASTFM_API_URL": fake.url})
+    assert result.code == 3, result.err
+    assert "API key" in result.err and "Traceback" not in result.err
+    assert "not-the-secret-at-all" not in result.out + result.err
+    assert "0123456789abcdef0123456789abcdee" not in result.out + result.err
+    assert not Path(os.environ["SCROB_TEST_KEYRING"]).exists()  # nothing stored

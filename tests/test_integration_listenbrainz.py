@@ -1,0 +1,396 @@
+"""The real `scrob` against the fake ListenBrainz (and Last.fm) on loopback sockets.
+
+Every test runs the command as a user does: a subprocess (or, where only the output
+matters, the in-process CLI), with SCROB_LISTENBRAINZ_API_URL pointing at a fake served
+under a path prefix, credentials from the environment or the test keyring file, and the
+archive read back with plain sqlite3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.fakes.lastfm_server import FakeLastfm
+from tests.fakes.listenbrainz_server import FakeListenBrainz
+
+TOKEN = "7c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+T0 = 1_600_000_000
+DAY = 86400
+SYNC_KEYS = {"service", "user", "fetched", "new", "duplicates", "requests", "cursor",
+             "complete"}
+EXPORT_KEYS = {"target", "candidates", "submitted", "already_there", "rejected", "requests"}
+
+
+@pytest.fixture
+def lb() -> Iterator[FakeListenBrainz]:
+    with FakeListenBrainz("/apis/listenbrainz", seed=7) as fake:
+        fake.add_user("Alice", TOKEN)
+        yield fake
+
+
+@pytest.fixture
+def env(lb: FakeListenBrainz, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"SCROB_LISTENBRAINZ_API_URL": lb.url, "SCROB_LISTENBRAINZ_USER": "alice",
+              "SCROB_LISTENBRAINZ_TOKEN": TOKEN}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def db(isolated_env: Path) -> Path:
+    return isolated_env / "archive.db"
+
+
+def server_listens(fake: FakeListenBrainz, user: str = "Alice") -> list[tuple[int, str]]:
+    return sorted((x["listened_at"], x["track_metadata"]["track_name"])
+                  for x in fake.listens(user))
+
+
+def archived(db: Path, account: str = "alice") -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT s.listened_at, t.name FROM sources s JOIN tracks t ON t.id = s.track_id"
+            " WHERE s.service = 'listenbrainz' AND s.account = ? ORDER BY 1, 2", (account,))
+        return [(int(ts), str(name)) for ts, name in rows]
+
+
+def cursor_of(db: Path, service: str = "listenbrainz", account: str = "alice") -> int | None:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT cursor FROM cursors WHERE service = ? AND account = ?",
+                           (service, account)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def write_ndjson(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def plays(n: int, start: int) -> list[dict[str, Any]]:
+    return [{"listened_at": start + i * 900, "artist": f"Artist {i % 9}",
+             "track": f"Track {i}", "album": "Album", "duration": 180 + i % 60}
+            for i in range(n)]
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def test_fresh_sync_equals_the_server_with_ties_across_pages(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i // 4, f"Artist {i % 5}", f"Track {i}")
+                             for i in range(3100)])
+    result = scrob_proc("sync", "listenbrainz", "--json")
+    assert result.code == 0, result.err
+    (report,) = result.ndjson()
+    assert set(report) == SYNC_KEYS
+    assert report["service"] == "listenbrainz" and report["user"] == "alice"
+    assert (report["new"], report["complete"], report["cursor"]) == (3100, True, T0 + 774)
+    assert report["fetched"] == report["new"] + report["duplicates"]
+    assert archived(db) == server_listens(lb)
+    # every request went under the prefix, with both bounds on every listens page
+    pages = lb.requests_to("/listens")
+    assert all(r.path.startswith("/apis/listenbrainz/1/user/alice/") for r in pages)
+    assert all({"min_ts", "max_ts", "count"} <= set(r.query) for r in pages)
+    assert result.err == ""  # not a terminal: nothing but the summary
+
+
+def test_delta_sync_picks_up_back_dated_listens(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i * 300, "A", f"T{i}") for i in range(2000)])
+    assert scrob_proc("sync", "listenbrainz").code == 0
+    cursor = cursor_of(db)
+    assert cursor == T0 + 1999 * 300
+    lb.add_listens("Alice", [(cursor - 2 * DAY + 1, "Late", "Imported later"),
+                             (cursor - 60, "Late", "Offline player"),
+                             (cursor + 30, "New", "Track")])
+    result = scrob_proc("sync", "listenbrainz", "--json")
+    (report,) = result.ndjson()
+    assert (report["new"], report["complete"]) == (3, True)
+    assert archived(db) == server_listens(lb)
+    text = scrob_proc("sync", "listenbrainz")
+    assert text.code == 0 and text.out == ""  # the summary line is talk: stderr
+    assert "0 new" in text.err
+
+
+def test_sync_with_server_faults_still_equals_the_server(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i // 2, "A", f"T{i}") for i in range(3500)])
+    lb.fault_rate = 0.3
+    result = scrob_proc("sync", "listenbrainz", "--json")
+    assert result.code == 0, result.err
+    assert archived(db) == server_listens(lb)
+    assert any(r.status == 503 for r in lb.request_log)
+    (report,) = result.ndjson()
+    assert report["requests"] == len(lb.request_log)
+
+
+def test_sync_fails_cleanly_when_the_server_keeps_failing(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scrobbler_cli.engines import listenbrainz as engine
+
+    monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
+    lb.fail_next(100, status=503)
+    result = scrob("sync", "listenbrainz")
+    assert result.code == 4
+    assert result.err.count("\n") == 1 and "503" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_kill_9_at_random_moments_then_resume(
+        lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    # three listens a second, one second an hour: a resume re-reads 14 days (~1000
+    # listens) before the cursor, then goes on where the killed run stopped
+    lb.add_listens("Alice", [(T0 + (i // 3) * 3600, f"Artist {i % 11}", f"Track {i}")
+                             for i in range(30_000)])
+    lb.latency = 0.01
+    expected = server_listens(lb)
+    rng = random.Random(4)
+    command = [sys.executable, "-m", "scrobbler_cli", "--quiet", "sync", "listenbrainz"]
+    kills = 0
+    while kills < 4:
+        proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.6))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if db.exists():
+            # whatever the moment, no duplicate, and nothing missing up to the cursor
+            got = archived(db)
+            assert len(got) == len(set(got))
+            cursor = cursor_of(db)
+            if cursor is not None:
+                assert ([x for x in expected if x[0] <= cursor]
+                        == [x for x in got if x[0] <= cursor])
+        if proc.returncode == 0:
+            break  # it finished before the kill: nothing left to interrupt
+    assert kills >= 2
+    final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert archived(db) == expected
+
+
+def test_sync_all_continues_past_a_failing_account(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("bob", [(T0 + i * 600, "A", f"T{i}", "Album") for i in range(30)])
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "bob")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # unknown: HTTP 404
+        result = scrob_proc("sync", "all", "--json")
+    assert result.code == 4
+    reports = {r["service"]: r for r in result.ndjson()}
+    assert reports["lastfm"]["new"] == 30 and "error" not in reports["lastfm"]
+    assert "nobody" in reports["listenbrainz"]["error"]
+    assert "not every account synced" in result.err
+    assert cursor_of(db, "lastfm", "bob") is not None
+
+
+def test_both_services_seeing_the_same_plays_are_counted_once(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(9)
+    now = int(time.time())
+    shared = [(now - 30 * DAY + i * 1800, f"Artist {i % 6}", f"Song {i % 40}", "Album")
+              for i in range(400)]
+    only_lastfm = [(now - 20 * DAY + 7, "Solo", "Last.fm only", "Album")]
+    only_lb = [(now - 10 * DAY + 7, "Solo", "ListenBrainz only", "Album")]
+    lb.add_listens("Alice", [(ts + rng.randint(-120, 120), a, t, al)
+                             for ts, a, t, al in shared + only_lb])
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("alice", shared + only_lastfm)
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        result = scrob_proc("sync", "all", "--json")
+    assert result.code == 0, result.err
+    assert {r["service"] for r in result.ndjson()} == {"lastfm", "listenbrainz"}
+    stats = scrob_proc("stats", "--range", "all", "--json")
+    assert stats.code == 0, stats.err
+    assert stats.json()["total_listens"] == 402
+    # the shared plays are candidates for neither export: each account has them
+    dry = scrob_proc("export", "listenbrainz", "--dry-run", "--json")
+    assert [i["track"] for i in dry.ndjson()] == ["Last.fm only"]
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_then_export_again_sends_nothing(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
+    data = write_ndjson(tmp_path / "history.ndjson", plays(2300, int(time.time()) - 60 * DAY))
+    assert scrob_proc("import", str(data)).code == 0
+    first = scrob_proc("export", "listenbrainz", "--json")
+    assert first.code == 0, first.err
+    report = first.json()
+    assert set(report) == EXPORT_KEYS
+    assert (report["target"], report["candidates"], report["submitted"],
+            report["rejected"]) == ("listenbrainz:alice", 2300, 2300, 0)
+    assert [len(b) for b in lb.submitted_batches] == [1000, 1000, 300]
+    assert len(lb.listens("Alice")) == 2300
+    sent = len(lb.requests_to("/submit-listens"))
+    second = scrob_proc("export", "listenbrainz", "--json")
+    assert second.code == 0, second.err
+    again = second.json()
+    assert (again["candidates"], again["submitted"], again["already_there"],
+            again["requests"]) == (0, 0, 2300, 0)
+    assert len(lb.requests_to("/submit-listens")) == sent  # the fake received nothing
+
+
+def test_export_reports_invalid_listens_and_sends_the_rest(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
+    now = int(time.time())
+    good = plays(40, now - 10 * DAY)
+    bad = [
+        {"listened_at": 1_000_000_000, "artist": "Old", "track": "Before 2002"},
+        {"listened_at": now + 3 * 3600, "artist": "Future", "track": "Hours ahead"},
+        {"listened_at": now - DAY, "artist": "Nul\u0000Byte", "track": "Bad"},
+        {"listened_at": now - DAY + 5, "artist": "Long", "track": "Bad", "duration": 40 * DAY},
+        {"listened_at": now - DAY + 9, "artist": "Mbid", "track": "Bad",
+         "recording_mbid": "not-an-mbid"},
+    ]
+    data = write_ndjson(tmp_path / "mixed.ndjson", good + bad)
+    assert scrob_proc("import", str(data)).code == 0
+    result = scrob_proc("export", "listenbrainz", "--json")
+    assert result.code == 0, result.err
+    report = result.json()
+    assert (report["candidates"], report["submitted"], report["rejected"]) == (45, 40, 5)
+    assert sum(report["reasons"].values()) == 5
+    text = " | ".join(report["reasons"])
+    for words in ("before 2002", "in the future", "NUL", "duration", "recording_mbid"):
+        assert words in text
+    assert len(lb.listens("Alice")) == 40
+    assert all(r.status == 200 for r in lb.requests_to("/submit-listens"))
+    human = scrob_proc("export", "listenbrainz")
+    assert human.code == 0 and "5 rejected" in human.err and human.out == ""
+
+
+def test_dry_run_json_is_ndjson_of_what_would_be_sent(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
+    data = write_ndjson(tmp_path / "h.ndjson", plays(3, int(time.time()) - DAY * 5))
+    assert scrob_proc("import", str(data)).code == 0
+    result = scrob_proc("export", "listenbrainz", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    items = result.ndjson()
+    assert [i["track"] for i in items] == ["Track 0", "Track 1", "Track 2"]
+    assert all(set(i) == {"listened_at", "artist", "track", "album", "payload"} for i in items)
+    meta = items[0]["payload"]["track_metadata"]
+    assert meta["artist_name"] == "Artist 0" and meta["additional_info"]["duration"] == 180
+    assert not lb.request_log
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def keyring_file(isolated_env: Path) -> dict[str, str]:
+    path = isolated_env / "keyring.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_auth_listenbrainz_reads_the_token_from_stdin(
+        scrob_proc: Any, lb: FakeListenBrainz, isolated_env: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", lb.url)
+    result = scrob_proc("-v", "auth", "listenbrainz", input=f"  {TOKEN}\n")
+    assert result.code == 0, result.err
+    assert "logged in to ListenBrainz as Alice" in result.err
+    assert TOKEN not in result.out + result.err
+    assert keyring_file(isolated_env) == {"scrob/listenbrainz_token": TOKEN}
+    assert 'user = "Alice"' in (isolated_env / "home" / "config.toml").read_text()
+    (check,) = lb.requests_to("/validate-token")
+    assert check.headers["authorization"] == f"Token {TOKEN}"
+    status = scrob_proc("auth", "status", "--json").json()
+    (row,) = [r for r in status["accounts"] if r["service"] == "listenbrainz"]
+    assert (row["user"], row["secrets"], row["configured"]) == (
+        "Alice", {"token": "keyring"}, True)
+    # and the stored account works with no environment at all
+    lb.add_listens("Alice", [(T0, "A", "T")])
+    synced = scrob_proc("sync", "listenbrainz", "--json")
+    assert synced.code == 0, synced.err
+    assert synced.ndjson()[0]["new"] == 1
+
+
+def test_auth_listenbrainz_json(scrob, lb: FakeListenBrainz, monkeypatch: pytest.MonkeyPatch
+                                ) -> None:
+    import io
+
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", lb.url)
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    result = scrob("auth", "listenbrainz", "--json")
+    assert result.code == 0, result.err
+    assert result.json() == {"service": "listenbrainz", "user": "Alice", "api_url": lb.url,
+                             "token_stored": "keyring"}
+
+
+@pytest.mark.parametrize("given", ["wrong-token-1234", ""])
+def test_auth_listenbrainz_with_a_bad_or_no_token_exits_3(
+        scrob, lb: FakeListenBrainz, isolated_env: Path, given: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", lb.url)
+    monkeypatch.setattr("sys.stdin", io.StringIO(given + "\n"))
+    result = scrob("auth", "listenbrainz")
+    assert result.code == 3
+    assert result.err.count("\n") == 1
+    assert ("not valid" if given else "no ListenBrainz token") in result.err
+    assert not given or given not in result.err + result.out
+    assert keyring_file(isolated_env) == {}
+    assert not (isolated_env / "home" / "config.toml").exists()
+
+
+def test_auth_listenbrainz_without_a_keyring_names_the_variables(
+        scrob_proc: Any, lb: FakeListenBrainz, isolated_env: Path) -> None:
+    result = scrob_proc("auth", "listenbrainz", input=TOKEN + "\n", env={
+        "SCROB_LISTENBRAINZ_API_URL": lb.url,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert result.code == 3
+    assert "SCROB_LISTENBRAINZ_TOKEN" in result.err and "keyring" in result.err
+    assert TOKEN not in result.err + result.out
+    assert not (isolated_env / "home" / "config.toml").exists()
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_the_token_never_shows_with_verbose(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(5)])
+    data = write_ndjson(tmp_path / "h.ndjson", plays(3, int(time.time()) - DAY * 3))
+    runs = [
+        scrob_proc("-v", "sync", "listenbrainz", "--json"),
+        scrob_proc("-v", "import", str(data)),
+        scrob_proc("-v", "export", "listenbrainz", "--json"),
+        scrob_proc("-v", "auth", "status", "--json"),
+    ]
+    assert [r.code for r in runs] == [0, 0, 0, 0]
+    assert all(TOKEN not in r.out + r.err for r in runs)
+    assert "scrob: debug: GET" in runs[0].err  # verbose really logged the requests
+    assert any(r.headers.get("authorization") == f"Token {TOKEN}" for r in lb.request_log)
+    # a rejected token, with the traceback --verbose shows
+    lb_second = write_ndjson(tmp_path / "more.ndjson", plays(2, int(time.time()) - DAY))
+    assert scrob_proc("import", str(lb_second)).code == 0
+    refused = scrob_proc("-v", "export", "listenbrainz", "--json",
+                         env={"SCROB_LISTENBRAINZ_TOKEN": "revoked-token-5678"})
+    assert refused.code == 3
+    assert "revoked-token-5678" not in refused.out + refused.err
+    assert "not valid" in refused.err
