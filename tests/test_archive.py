@@ -302,3 +302,17 @@ def test_listens_filters(history: Archive) -> None:
     assert times(history.listens(source="listenbrainz:bob")) == []
     assert times(history.listens(since=T + 1000, until=T + 3000)) == [T + 1000, T + 2000]
     assert times(history.listens(track="t3")) == [T + 3000]
+
+
+def test_missing_for_source_can_name_one_account(tmp_path) -> None:
+    from scrobbler_cli.archive import Archive
+    from scrobbler_cli.models import Account, SourceRecord
+
+    with Archive(tmp_path / "s.db") as archive:
+        archive.save_records(Account("lastfm", "alice"), [SourceRecord(1_700_000_000, "A", "x")])
+        archive.save_records(Account("lastfm", "bob"), [SourceRecord(1_700_100_000, "B", "y")])
+        target = Account("listenbrainz", "alice")
+        assert len(list(archive.missing_for(target, source="lastfm"))) == 2
+        only = list(archive.missing_for(target, source="lastfm:alice"))
+        assert [listen.artist for listen in only] == ["A"]
+        assert list(archive.missing_for(target, source="lastfm:carol")) == []

@@ -423,7 +423,7 @@ class Archive:
             "include_pushed": int(include_pushed),
             "since": since if since is not None else -(2**62),
             "until": until if until is not None else 2**62,
-            "source": source,
+            **_source_filter(source),
         }
         for row in self.conn.execute(sql, params):
             yield _listen(row)
@@ -442,9 +442,17 @@ class Archive:
             "service": account.service, "account": account.name,
             "since": since if since is not None else -(2**62),
             "until": until if until is not None else 2**62,
-            "source": source,
+            **_source_filter(source),
         }
         return int(self.conn.execute(queries.COUNT_PRESENT, params).fetchone()[0])
+
+
+def _source_filter(source: str | None) -> dict[str, str | None]:
+    """``--source lastfm`` or ``--source lastfm:alice`` as query parameters."""
+    if source is None:
+        return {"source": None, "source_account": None}
+    service, _, account = source.partition(":")
+    return {"source": service, "source_account": account or None}
 
 
 def _windows(batch: list[SourceRecord]) -> Iterator[list[SourceRecord]]:

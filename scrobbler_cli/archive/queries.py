@@ -54,7 +54,9 @@ WHERE NOT EXISTS (SELECT 1 FROM sources s
         WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
   AND l.listened_at >= :since AND l.listened_at < :until
   AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
-                                  WHERE s2.listen_id = l.id AND s2.service = :source))
+                                  WHERE s2.listen_id = l.id AND s2.service = :source
+                                    AND (:source_account IS NULL
+                                         OR s2.account = :source_account)))
 ORDER BY l.listened_at, l.id
 """
 
@@ -64,7 +66,9 @@ COUNT_PRESENT = """
 SELECT count(*) FROM listens l
 WHERE l.listened_at >= :since AND l.listened_at < :until
   AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
-                                  WHERE s2.listen_id = l.id AND s2.service = :source))
+                                  WHERE s2.listen_id = l.id AND s2.service = :source
+                                    AND (:source_account IS NULL
+                                         OR s2.account = :source_account)))
   AND (EXISTS (SELECT 1 FROM sources s
                WHERE s.listen_id = l.id AND s.service = :service AND s.account = :account)
        OR EXISTS (SELECT 1 FROM pushes p
