@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import orjson
+
 __all__ = ["FakeListenBrainz", "LoggedRequest", "msid_for"]
 
 LISTEN_MINIMUM_TS = 1033430400
@@ -312,13 +314,16 @@ class FakeListenBrainz:
             metadata["additional_info"]["duration"] = int(rest[1])
         return {"listened_at": int(listened_at), "track_metadata": metadata}
 
-    def _store(self, user: _User, listen: Listen, now: int, *, keep_msid: bool = True) -> int:
+    def _store(self, user: _User, listen: Listen, now: int, *, keep_msid: bool = True,
+               fresh: bool = False) -> int:
         """Store one listen unless ``(listened_at, msid)`` is already there (silent dedup).
 
         ``keep_msid`` keeps an msid the listen already carries (fixtures, exports);
-        submissions always get the derived one, as on the server.
+        submissions always get the derived one, as on the server. ``fresh`` listens were
+        just parsed from a request body, so nothing else holds them and no copy is needed.
         """
-        metadata = copy.deepcopy(dict(listen["track_metadata"]))
+        metadata = (dict(listen["track_metadata"]) if fresh
+                    else copy.deepcopy(dict(listen["track_metadata"])))
         info = _flatten(metadata.get("additional_info") or {})
         metadata["additional_info"] = info
         given = metadata.pop("recording_msid", None)
@@ -508,8 +513,8 @@ class FakeListenBrainz:
             raise _Rejected(400, f"Payload too large. Payload cannot exceed "
                                  f"{MAX_LISTEN_PAYLOAD_SIZE} bytes")
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except ValueError as exc:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             raise _Rejected(400, f"Cannot parse JSON document: {exc}") from None
         if not isinstance(data, dict):
             raise _Rejected(400, "Invalid JSON document submitted. Top level of JSON document "
@@ -533,7 +538,7 @@ class FakeListenBrainz:
         if listen_type in ("single", "playing_now") and len(payload) > 1:
             raise _Rejected(400, "JSON document contains more than listen for a "
                                  "single/playing_now. It should contain only one.")
-        received = copy.deepcopy(payload)
+        received = orjson.loads(raw)["payload"]  # as sent; validation below coerces in place
         validated = [self._validate(listen, listen_type) for listen in payload]
         now = int(self.clock())
         if listen_type == "playing_now":
@@ -549,7 +554,7 @@ class FakeListenBrainz:
                 user.playing_until = self.clock() + (ttl or PLAYING_NOW_MAX_DURATION)
         else:
             for listen in validated:
-                self._store(user, listen, now, keep_msid=False)
+                self._store(user, listen, now, keep_msid=False, fresh=True)
             self.submitted_batches.append(received)
         return _dumps({"status": "ok"})
 
