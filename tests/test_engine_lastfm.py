@@ -196,7 +196,11 @@ def test_a_backdated_insert_mid_walk_cannot_hide_an_item() -> None:
     stamps = list(range(1000, 1040))  # 40 items, pages of 10: 4 pages
     pager = Pager(stamps, size=10)
     # after the probe and page 4, three scrobbles land in the newest part of the window
-    pager.changes[2] = lambda p: [p.insert(1035) for _ in range(3)]
+    def three_late_plays(p: Pager) -> None:
+        for _ in range(3):
+            p.insert(1035)
+
+    pager.changes[2] = three_late_plays
     out = run_walk(pager, None, 5000, width=1)
     read = {r.track for records, _, _ in out for r in records}
     assert {f"t{i}" for i in range(40)} <= read
@@ -228,8 +232,9 @@ def test_walk_never_misses_a_surviving_item_under_random_changes(seed: int) -> N
     for _ in range(rng.randint(0, 6)):
         at = rng.randint(0, 15)
         if rng.random() < 0.7:
-            ts = rng.randrange(990, 1250)
-            pager.changes[at] = lambda p, ts=ts: p.insert(ts)
+            def add(p: Pager, ts: int = rng.randrange(990, 1250)) -> None:
+                p.insert(ts)
+            pager.changes[at] = add
         else:
             def drop(p: Pager, r: float = rng.random()) -> None:
                 if p.items:
@@ -266,7 +271,7 @@ def test_commits_go_oldest_first_with_a_cursor_that_only_claims_what_is_in(
         fake: FakeLastfm, archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.add_scrobbles("alice", history(1000))
     monkeypatch.setattr(engine, "GROUP", 1)  # one page per commit
-    commits: list[tuple[int, int | None]] = []
+    commits: list[tuple[int, int]] = []
     original = archive.save_records
 
     def spy(account: Account, records: list[SourceRecord], *, cursor: int | None = None):  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from functools import partial
 from queue import SimpleQueue
@@ -259,7 +259,8 @@ def _mismatch(result: RecentTracksPage, page: int, total: int, pages: int, page_
 def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None, to: int, *,
          page_size: int = PAGE_SIZE, width: int = CONCURRENCY, group: int = GROUP,
          on_round: Callable[[int], None] | None = None,
-         log: Callable[[str], None] | None = None) -> Iterator[tuple[list[Any], int, int]]:
+         log: Callable[[str], None] | None = None
+         ) -> Generator[tuple[list[Any], int, int], None, None]:
     """The window ``[start, to)`` oldest page first, as ``(records, bound, pages)``.
 
     ``fetch(page, start)`` reads one page. Each ``bound`` is a time below which every
