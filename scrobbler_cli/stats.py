@@ -1,31 +1,29 @@
 """Listening statistics from the archive (no network).
 
 Each listen counts once however many sources saw it (the archive stores a listen once).
-Windows that cover the whole history read the maintained per-name counts
-(``artists.listens`` and friends: a few thousand rows); other windows group the listens
-inside them through the ``listens_time`` covering index.
+A window covering the whole history reads the per-name counts (``artists.listens`` and
+friends) plus the short tail of listens not folded into them yet
+(``Archive.counted_to``); any other window counts the listens inside it, read in one
+range scan of the ``listens_time`` covering index.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from heapq import nlargest
+from sqlite3 import Connection
 
 from .archive import Archive
 from .models import RankedItem, StatsReport
 
 BY = ("artists", "albums", "tracks", "all")
 
-_TOP_ALL = {
-    "artists": "SELECT name, NULL, listens FROM artists WHERE listens > 0"
-               " ORDER BY listens DESC, key LIMIT ?",
-    "tracks": "SELECT a.name, t.name, t.listens FROM tracks t JOIN artists a ON a.id = t.artist_id"
-              " WHERE t.listens > 0 ORDER BY t.listens DESC, t.key LIMIT ?",
-    "albums": "SELECT a.name, b.name, b.listens FROM albums b JOIN artists a ON a.id = b.artist_id"
-              " WHERE b.listens > 0 ORDER BY b.listens DESC, b.key LIMIT ?",
-}
-
+# kind -> its column's place in (artist_id, track_id, album_id)
+_COLUMN = {"artists": 0, "tracks": 1, "albums": 2}
+_FIELD = {"artists": None, "tracks": "track", "albums": "album"}
 _MAX_TIES = 5000
+_CHUNK = 500
 
 _NAMES = {
     "artists": "SELECT id, name, NULL, key FROM artists WHERE id IN ({})",
@@ -34,6 +32,18 @@ _NAMES = {
     "albums": "SELECT b.id, a.name, b.name, b.key FROM albums b"
               " JOIN artists a ON a.id = b.artist_id WHERE b.id IN ({})",
 }
+
+
+def _chunked(conn: Connection, sql: str, ids: Iterable[int]) -> Iterable[tuple]:  # type: ignore[type-arg]
+    ids = list(ids)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        yield from conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+
+def _folded(conn: Connection, kind: str, ids: Iterable[int]) -> dict[int, int]:
+    """The folded counts of these names."""
+    return dict(_chunked(conn, f"SELECT id, listens FROM {kind} WHERE id IN ({{}})", ids))
 
 
 def compute_stats(archive: Archive, start: int, end: int, *, by: str = "all",
@@ -46,49 +56,56 @@ def compute_stats(archive: Archive, start: int, end: int, *, by: str = "all",
     ).fetchone()
     whole = first is None or (start <= first and end > last)
     if whole:
-        total, *uniques = conn.execute(
-            "SELECT (SELECT coalesce(sum(listens), 0) FROM artists),"
-            " (SELECT count(*) FROM artists WHERE listens > 0),"
-            " (SELECT count(*) FROM tracks WHERE listens > 0)").fetchone()
+        rows = conn.execute("SELECT artist_id, track_id, album_id FROM listens WHERE id > ?",
+                            (archive.counted_to(),)).fetchall()
     else:
         # One range scan of the covering index; counting a window's few tens of
         # thousands of rows in Python beats three GROUP BYs and a COUNT(DISTINCT).
         rows = conn.execute(
             "SELECT artist_id, track_id, album_id FROM listens"
             " WHERE listened_at >= ? AND listened_at < ?", (start, end)).fetchall()
-        counted = {"artists": Counter(r[0] for r in rows), "tracks": Counter(r[1] for r in rows),
-                   "albums": Counter(r[2] for r in rows if r[2] is not None)}
-        total = len(rows)
-        uniques = [len(counted["artists"]), len(counted["tracks"])]
+    counted = {kind: Counter(r[i] for r in rows if r[i] is not None)
+               for kind, i in _COLUMN.items()}
+    if whole:
+        folded_total, artists, tracks = conn.execute(
+            "SELECT (SELECT coalesce(sum(listens), 0) FROM artists),"
+            " (SELECT count(*) FROM artists WHERE listens > 0),"
+            " (SELECT count(*) FROM tracks WHERE listens > 0)").fetchone()
+        total = folded_total + len(rows)
+        # names whose first listens are all in the tail are new to the counts
+        artists += sum(1 for n in _folded(conn, "artists", counted["artists"]).values() if not n)
+        tracks += sum(1 for n in _folded(conn, "tracks", counted["tracks"]).values() if not n)
+    else:
+        total, artists, tracks = len(rows), len(counted["artists"]), len(counted["tracks"])
 
     def top(kind: str) -> list[RankedItem]:
         if by not in (kind, "all") or limit <= 0:
             return []
+        tail = counted[kind]
         if whole:
-            found = [(a, b, n) for a, b, n in conn.execute(_TOP_ALL[kind], (limit,))]
+            # The top of the folded counts plus every name the tail touches holds the top
+            # of the totals (a name outside both cannot have gained).
+            pool = dict(conn.execute(
+                f"SELECT id, listens FROM {kind} WHERE listens > 0"
+                f" ORDER BY listens DESC, key LIMIT ?", (limit,)))
+            pool.update(_folded(conn, kind, tail))
+            for i, n in tail.items():
+                pool[i] += n
         else:
-            # Ties are ordered by name, as in the whole-history query: take the items
-            # above the cut and everything tied at it (bounded), then sort by name key.
-            counts = counted[kind]
-            best = nlargest(limit, counts.items(), key=lambda kv: kv[1])
+            # Take the names above the cut and everything tied at it (bounded), so ties
+            # are ordered by name as in the whole-history query.
+            best = nlargest(limit, tail.items(), key=lambda kv: kv[1])
             floor = best[-1][1] if best else 0
-            tied = [kv for kv in counts.items() if kv[1] == floor][:_MAX_TIES]
+            tied = [kv for kv in tail.items() if kv[1] == floor][:_MAX_TIES]
             pool = dict([kv for kv in best if kv[1] > floor] + tied)
-            named: list[tuple[str, str | None, int, str]] = []
-            ids = list(pool)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                for id_, a, b, key in conn.execute(
-                        _NAMES[kind].format(",".join("?" * len(chunk))), chunk):
-                    named.append((a, b, pool[id_], key))
-            named.sort(key=lambda x: (-x[2], x[3]))
-            found = [(a, b, n) for a, b, n, _ in named[:limit]]
-        field = {"artists": None, "tracks": "track", "albums": "album"}[kind]
+        named = [(a, b, pool[i], key) for i, a, b, key in _chunked(conn, _NAMES[kind], pool)]
+        named.sort(key=lambda x: (-x[2], x[3]))
+        field = _FIELD[kind]
         return [RankedItem(artist=a, listens=n, **({field: b} if field else {}))
-                for a, b, n in found]
+                for a, b, n, _ in named[:limit]]
 
     return StatsReport(
-        start=start, end=end, total_listens=int(total), unique_artists=int(uniques[0]),
-        unique_tracks=int(uniques[1]), top_artists=top("artists"), top_albums=top("albums"),
+        start=start, end=end, total_listens=int(total), unique_artists=int(artists),
+        unique_tracks=int(tracks), top_artists=top("artists"), top_albums=top("albums"),
         top_tracks=top("tracks"),
     )

@@ -237,6 +237,10 @@ def test_a_reader_sees_pages_whole(path: Path) -> None:
 
 
 def assert_counts_match(archive: Archive) -> None:
+    """Once folded, the per-name counts equal a GROUP BY over the listens."""
+    archive.fold_counts()
+    assert archive.counted_to() == (archive.conn.execute(
+        "SELECT coalesce(max(id), 0) FROM listens").fetchone()[0])
     conn = archive.conn
     for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
                           ("albums", "album_id")):
@@ -316,3 +320,18 @@ def test_missing_for_source_can_name_one_account(tmp_path) -> None:
         only = list(archive.missing_for(target, source="lastfm:alice"))
         assert [listen.artist for listen in only] == ["A"]
         assert list(archive.missing_for(target, source="lastfm:carol")) == []
+
+
+def test_stats_are_exact_before_the_counts_are_folded(archive: Archive) -> None:
+    from scrobbler_cli.stats import compute_stats
+
+    archive.save_records(LASTFM, [rec(T, album="In Rainbows"), rec(T + 900, "Blur", "Song 2")])
+    archive.fold_counts()
+    archive.save_records(LB, [rec(T + 5000, "Blur", "Song 2"), rec(T + 6000, "Blur", "Song 2"),
+                              rec(T + 7000, "Portishead", "Roads")])
+    assert archive.counted_to() == 2  # three listens in the unfolded tail
+    whole = compute_stats(archive, 0, 2**40).as_json()  # folded counts + the tail
+    assert (whole["total_listens"], whole["unique_artists"], whole["unique_tracks"]) == (5, 3, 3)
+    assert whole["top_artists"][0] == {"artist": "Blur", "listens": 3}
+    archive.fold_counts()
+    assert compute_stats(archive, 0, 2**40).as_json() == whole

@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ SCHEMA_VERSION = 1
 # Records further apart than this are looked up in separate windows, so a batch that
 # spans years never loads the archive's whole history as candidates.
 _WINDOW = 86400
+# Fold the unfolded tail into the per-name counts once it is this long (and on close).
+FOLD_AFTER = 50_000
 # Name-key and row-id caches hold at most this many entries each (memory stays flat).
 # 20,000 keeps a 1,000,000-listen sync under 150 MB peak RSS; larger caches bought no
 # measurable speed (the misses are indexed lookups), only ~60 MB more at the peak.
@@ -130,6 +131,12 @@ class Archive:
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)
+        if conn is not None and not self.readonly:
+            try:
+                if self._unfolded() > 0:
+                    self.fold_counts()
+            except sqlite3.Error:  # statistics stay exact with an unfolded tail
+                pass
         if conn is not None:
             conn.close()
             self.conn = None  # type: ignore[assignment]
@@ -182,7 +189,48 @@ class Archive:
             for cache in self._ids.values():  # ids handed out in the transaction are void
                 cache.clear()
             raise
+        if result.new and self._unfolded() >= FOLD_AFTER:
+            self.fold_counts()
         return result
+
+    # The per-name ``listens`` counts are folded in bulk rather than updated with every
+    # page: each page's updates would dirty pages all over the name tables (hundreds of
+    # WAL frames per commit). Listens with ``id`` above ``meta.counted_to`` are the
+    # unfolded tail; statistics add it to the counts, so they are exact at every moment.
+
+    def _unfolded(self) -> int:
+        done = self.counted_to()
+        last = self.conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
+        return last - done
+
+    def counted_to(self) -> int:
+        """The listen id up to which the names' ``listens`` counts are folded in."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'counted_to'").fetchone()
+        return int(row[0]) if row else 0
+
+    def fold_counts(self) -> None:
+        """Add the unfolded listens to the names' counts, in one transaction."""
+        if self.readonly:
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            done = self.counted_to()
+            last = conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
+            if last > done:
+                for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
+                                      ("albums", "album_id")):
+                    deltas = conn.execute(queries.TAIL_COUNTS.format(column=column),
+                                          (done, last)).fetchall()
+                    conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
+                                     [(n, i) for i, n in deltas])
+                conn.execute("INSERT INTO meta (key, value) VALUES ('counted_to', ?)"
+                             " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (last,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _save_window(self, account: Account, batch: list[SourceRecord],
                      result: SaveResult) -> None:
@@ -226,8 +274,6 @@ class Archive:
         now = int(time.time())
         new_listens: list[tuple[Any, ...]] = []
         new_sources: list[tuple[Any, ...]] = []
-        counts: dict[str, Counter[int]] = {"artists": Counter(), "tracks": Counter(),
-                                           "albums": Counter()}
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
         fresh: list[tuple[int, SourceRecord, int, int, str | None]] = []
@@ -256,10 +302,6 @@ class Archive:
                 listen_id = next_id
                 next_id += 1
                 album_id = album_ids[b_key] if b_key else None
-                if album_id is not None:
-                    counts["albums"][album_id] += 1
-                counts["artists"][artist_id] += 1
-                counts["tracks"][track_id] += 1
                 new_listens.append((
                     listen_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
                     rec.duration, rec.recording_mbid, rec.release_mbid,
@@ -271,9 +313,7 @@ class Archive:
                                 rec.remote_id, rec.raw, now))
         conn.executemany(queries.INSERT_LISTEN, new_listens)
         conn.executemany(queries.INSERT_SOURCE, new_sources)
-        for table, counter in counts.items():
-            conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
-                             [(n, i) for i, n in counter.items()])
+
 
     def _resolve(self, table: str, wanted: dict[str, tuple[str | None, int | None]]
                  ) -> dict[str, int]:

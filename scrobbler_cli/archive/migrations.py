@@ -22,7 +22,8 @@ def m001_initial(db: Database) -> None:
     the first spelling seen (``name``) and a maintained ``listens`` count, so all-time
     statistics read the name tables instead of grouping a million listens. The counts
     are deliberately not indexed: every saved page updates them, and top-N over the
-    name tables is a quick scan.
+    name tables is a quick scan. They are folded in bulk (``Archive.fold_counts``) up to
+    the listen id kept in ``meta.counted_to``; statistics add the listens above it.
     """
     db.execute("""
         CREATE TABLE artists (
@@ -81,6 +82,11 @@ def m001_initial(db: Database) -> None:
             cursor INTEGER NOT NULL,
             updated_at INTEGER NOT NULL,
             PRIMARY KEY (service, account)
+        )""")
+    db.execute("""
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value
         )""")
     db.execute("""
         CREATE TABLE pushes (

@@ -74,3 +74,9 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
        OR EXISTS (SELECT 1 FROM pushes p
                   WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
 """
+
+# Listens with id in (lo, hi] per name: the tail not yet folded into the name counts.
+TAIL_COUNTS = """
+SELECT {column}, count(*) FROM listens
+WHERE id > ? AND id <= ? AND {column} IS NOT NULL GROUP BY {column}
+"""
