@@ -109,7 +109,22 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return type(default)(raw)
         except (TypeError, ValueError):
             raise UsageError(f"the setting {name} must be a number, not {raw!r}") from None
+    if name.endswith("_api_url"):
+        return _url(name, str(raw))
     return str(raw)
+
+
+def _url(name: str, value: str) -> str:
+    """An API root must be an http(s) URL with a host; anything else is a typo."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        env = _SETTINGS[name][2]
+        raise UsageError(f"the API root {value!r} is not an http(s) URL",
+                         hint=f"check {env} or the settings file, e.g. "
+                              f"{_SETTINGS[name][3]}")
+    return value
 
 
 def save(section: str, key: str, value: str | int | float | None) -> Path:

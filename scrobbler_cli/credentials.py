@@ -69,18 +69,25 @@ def get(name: str) -> Secret:
     return Secret(name, None, "missing")
 
 
+def keyring_usable() -> bool:
+    """Whether ``store`` can put a secret in the keyring: a backend that answers, with a
+    priority above 0 (the "fail" and "null" backends have 0 and -1). Logins ask this
+    before the user does anything, not after."""
+    try:
+        backend = _keyring().get_keyring()
+    except Exception:  # noqa: BLE001 - any backend failure means "no keyring"
+        return False
+    return getattr(backend, "priority", 1) > 0
+
+
 def store(name: str, value: str) -> None:
     """Put a secret in the keyring, or fail naming the environment variables."""
     register_secret(value)
-    kr = _keyring()
+    if not keyring_usable():
+        raise _unavailable(name.split("_")[0])
     try:
-        backend = kr.get_keyring()
-        if getattr(backend, "priority", 1) <= 0:  # the "fail" and "null" backends
-            raise _unavailable(name.split("_")[0])
-        kr.set_password(KEYRING_SERVICE, name, value)
-    except KeyringUnavailable:
-        raise
-    except Exception:  # noqa: BLE001
+        _keyring().set_password(KEYRING_SERVICE, name, value)
+    except Exception:  # noqa: BLE001 - a backend that fails to store is no keyring
         raise _unavailable(name.split("_")[0]) from None
 
 

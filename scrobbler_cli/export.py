@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .archive import Archive
+from .errors import UsageError
 from .models import ExportReport, Progress, ServiceConfig
 from .sync import engine
 
@@ -35,5 +36,18 @@ class ExportOptions:
 
 def export_listens(archive: Archive, config: ServiceConfig,
                    options: ExportOptions | None = None) -> ExportReport:
-    """Push to ``config``'s account what it lacks; running it twice sends nothing new."""
-    return engine(config.service).export(archive, config, options or ExportOptions())
+    """Push to ``config``'s account what it lacks; running it twice sends nothing new.
+
+    What the account has is judged from the archive, so an account never synced is
+    refused (except for a dry run): everything would look missing and be sent again.
+    """
+    options = options or ExportOptions()
+    service = engine(config.service)
+    if config.user and not options.dry_run:
+        target = service.account_for(config.user)
+        if archive.get_cursor(target) is None:
+            raise UsageError(
+                f"{target.source} has never been synced, so scrob cannot tell what it "
+                "already has",
+                hint=f"run `scrob sync {config.service}` first (or try --dry-run)")
+    return service.export(archive, config, options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -155,7 +156,8 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
     if user_files:
         try:
             user = json.loads(archive.read(user_files[0])).get("username")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, zipfile.BadZipFile, zlib.error, EOFError,
+                NotImplementedError):
             user = None
 
     def items() -> Iterator[Item]:
@@ -164,7 +166,7 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
                 try:
                     with archive.open(name) as raw:
                         yield from _json_lines(name, io.TextIOWrapper(raw, encoding="utf-8"))
-                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
                     raise BadInput(f"{path} is damaged: cannot read {name} ({exc})") from None
 
     return items(), user
@@ -204,7 +206,7 @@ def import_file(
         else:
             items = _json_lines(path.name, fh)
     if user:
-        default_account = Account("listenbrainz", user)
+        default_account = Account.parse(f"listenbrainz:{user}")
 
     report = ImportReport(path=str(path), format=fmt)
     pending: dict[Account, list[SourceRecord]] = {}
@@ -224,6 +226,7 @@ def import_file(
     def parsed() -> Iterator[tuple[str, SourceRecord | str, tuple[str, ...]]]:
         """(where, record or the reason it is invalid, accounts) for every item."""
         nonlocal parser, fmt
+        latest = int(time.time()) + 2 * 86400  # services accept listens ~1 h ahead
         for where, obj, raw in items:
             if isinstance(obj, Exception):
                 yield where, str(obj), ()
@@ -234,7 +237,10 @@ def import_file(
             try:
                 record, accounts = (parse_scrob(obj, raw) if parser is parse_scrob
                                     else parser(obj))
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                if not 0 <= record.listened_at <= latest:
+                    raise ValueError(f"listened_at {record.listened_at} is not a plausible "
+                                     "time in unix seconds (milliseconds?)")
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
                 yield where, str(exc) or type(exc).__name__, ()
                 continue
             yield where, record, accounts

@@ -26,6 +26,11 @@ class SourceRecord:
     raw: str | None = None
 
 
+# Services whose user names are case-insensitive, and how each folds them (the engines'
+# ``account_for`` use the same).
+_NAME_FOLD = {"lastfm": str.casefold, "listenbrainz": str.lower}
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """A place listens are seen: ``lastfm:alice``, ``listenbrainz:alice``, ``import:x.jsonl``."""
@@ -39,8 +44,11 @@ class Account:
 
     @classmethod
     def parse(cls, source: str) -> Account:
+        """``service:name``, with the name folded as the service folds it, so an import
+        names the same account (and cursor) as a sync does."""
         service, _, name = source.partition(":")
-        return cls(service, name)
+        fold = _NAME_FOLD.get(service)
+        return cls(service, fold(name) if fold else name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +132,7 @@ class ExportReport:
             "rejected": self.rejected,
             "requests": self.requests,
         }
-        if self.too_old:
+        if self.too_old or self.target.startswith("lastfm"):
             out["too_old"] = self.too_old
         if self.remaining:
             out["remaining"] = self.remaining
@@ -233,10 +241,10 @@ class ServiceConfig:
     service: str
     api_url: str
     user: str | None = None
-    api_key: str | None = None
-    api_secret: str | None = None
-    session_key: str | None = None
-    token: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_secret: str | None = field(default=None, repr=False)
+    session_key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     rate: float | None = None
 
 

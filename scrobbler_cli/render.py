@@ -23,6 +23,10 @@ _CONTROL = re.compile(
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+#: ``--quiet``: no talk on stderr (messages, warnings, progress), only errors.
+QUIET = False
+
+
 def visible(text: object) -> str:
     """``text`` with control, escape and bidi characters shown as ``\\xNN``/``\\uNNNN``."""
     s = "" if text is None else str(text)
@@ -95,10 +99,13 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 def message(text: str, *, style: str | None = None) -> None:
     """A line of talk on stderr (not data). ``text`` is printed literally, control and
-    escape characters made visible (it may carry a file name or a remote user name)."""
+    escape characters made visible (it may carry a file name or a remote user name).
+    Never wrapped: in cron mail a summary stays one line."""
+    if QUIET:
+        return
     from rich.text import Text
 
-    _console(stderr=True).print(Text(visible(text), style=style or ""))
+    _console(stderr=True).print(Text(visible(text), style=style or ""), soft_wrap=True)
 
 
 def error(text: str) -> None:
@@ -108,6 +115,8 @@ def error(text: str) -> None:
 
 
 def warn(text: str) -> None:
+    if QUIET:
+        return
     sys.stderr.write(f"scrob: {visible(text)}\n")
     sys.stderr.flush()
 
@@ -125,7 +134,7 @@ def progress(description: str, total: int | None = None, *, enabled: bool = True
     The callback takes ``done`` (units done so far), and optionally ``total`` and
     ``info`` (a short status such as the listens so far, shown literally).
     """
-    if not enabled or not sys.stderr.isatty():
+    if not enabled or QUIET or not sys.stderr.isatty():
         yield lambda *a, **k: None
         return
     from rich.progress import (

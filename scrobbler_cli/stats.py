@@ -48,7 +48,19 @@ def _folded(conn: Connection, kind: str, ids: Iterable[int]) -> dict[int, int]:
 
 def compute_stats(archive: Archive, start: int, end: int, *, by: str = "all",
                   limit: int = 10) -> StatsReport:
-    """Totals and top lists for listens in ``[start, end)``."""
+    """Totals and top lists for listens in ``[start, end)``, read from one snapshot (a
+    writer folding counts meanwhile cannot make the tail count twice)."""
+    conn = archive.conn
+    if conn.in_transaction:
+        return _compute(archive, start, end, by, limit)
+    conn.execute("BEGIN")
+    try:
+        return _compute(archive, start, end, by, limit)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _compute(archive: Archive, start: int, end: int, by: str, limit: int) -> StatsReport:
     conn = archive.conn
     # Two index probes (min and max separately: together with count(*) SQLite scans).
     first, last = conn.execute(

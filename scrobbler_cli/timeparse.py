@@ -39,17 +39,31 @@ def zone(name: str | None) -> tzinfo | None:
                          hint="use an IANA name such as Europe/Berlin, or UTC") from None
 
 
+#: Dates are accepted from 1970 up to this (the year 9999 stays printable everywhere).
+MAX_TIME = 253_402_300_799
+
+
 def _stamp(dt: datetime, tz: tzinfo | None) -> int:
     if dt.tzinfo is None and tz is not None:
         dt = dt.replace(tzinfo=tz)
-    return int(dt.timestamp())  # naive: local time through the C library's rules
+    try:
+        return int(dt.timestamp())  # naive: local time through the C library's rules
+    except (OverflowError, OSError, ValueError):
+        raise UsageError(f"the date {dt.isoformat()} is out of range") from None
+
+
+def _checked(stamp: int, text: str) -> int:
+    if not 0 <= stamp <= MAX_TIME:
+        raise UsageError(f"the date {text!r} is out of range",
+                         hint="use a date between 1970 and 9999")
+    return stamp
 
 
 def parse_date(text: str, tz: tzinfo | None = None) -> int:
     """Unix seconds for a user's date, time or timestamp."""
     value = text.strip()
     if re.fullmatch(r"-?\d{9,}", value) or re.fullmatch(r"\d{1,8}", value) and len(value) > 4:
-        return int(value)
+        return _checked(int(value), text)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -57,7 +71,7 @@ def parse_date(text: str, tz: tzinfo | None = None) -> int:
             f"cannot read the date {text!r}",
             hint="use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][+HH:MM] or unix seconds",
         ) from None
-    return _stamp(dt, tz)
+    return _checked(_stamp(dt, tz), text)
 
 
 def parse_duration(text: str) -> int:
@@ -77,6 +91,8 @@ def rolling(name: str, now: int) -> tuple[int, int]:
 
 
 def calendar_year(year: int, tz: tzinfo | None) -> tuple[int, int]:
+    if not 1970 <= year <= 9998:
+        raise UsageError(f"the year {year} is out of range", hint="use a year from 1970")
     return _stamp(datetime(year, 1, 1), tz), _stamp(datetime(year + 1, 1, 1), tz)
 
 
@@ -85,6 +101,8 @@ def calendar_month(text: str, tz: tzinfo | None) -> tuple[int, int]:
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise UsageError(f"cannot read the month {text!r}", hint="use YYYY-MM, such as 2024-05")
     year, month = int(m.group(1)), int(m.group(2))
+    if not 1970 <= year <= 9998:
+        raise UsageError(f"the month {text!r} is out of range", hint="use a year from 1970")
     start = datetime(year, month, 1)
     end = (start + timedelta(days=32)).replace(day=1)
     return _stamp(start, tz), _stamp(end, tz)

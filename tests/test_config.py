@@ -313,3 +313,13 @@ def test_logout_unknown_service_is_a_usage_error(scrob) -> None:
     result = scrob("auth", "logout", "myspace")
     assert result.code == 2
     assert "myspace" in result.err and result.err.count("\n") == 1
+
+
+def test_an_api_root_without_a_scheme_is_a_usage_error(scrob, monkeypatch) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "api.listenbrainz.org")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", "t" * 36)
+    result = scrob("sync", "listenbrainz")
+    assert result.code == 2
+    assert "not an http(s) URL" in result.err and "SCROB_LISTENBRAINZ_API_URL" in result.err
+    assert "t" * 36 not in result.err

@@ -21,6 +21,7 @@ from scrobbler_cli.errors import (
     AuthRejected,
     CredentialsError,
     NotFound,
+    ServiceError,
     ServiceUnavailable,
 )
 from scrobbler_cli.export import ExportOptions
@@ -119,11 +120,13 @@ def test_since_at_or_before_the_cursor_may_move_it() -> None:
 
 class Pager:
     """A history paged the way Last.fm does it: newest first over [from, to), ``from``
-    inclusive, ``to`` exclusive. ``changes[n]`` runs just before the n-th read."""
+    inclusive (as measured), or exclusive (as documented: "after") with ``exclusive``;
+    ``to`` exclusive. ``changes[n]`` runs just before the n-th read."""
 
-    def __init__(self, stamps: list[int], size: int) -> None:
+    def __init__(self, stamps: list[int], size: int, *, exclusive: bool = False) -> None:
         self.items = sorted((ts, i) for i, ts in enumerate(stamps))
         self.size = size
+        self.exclusive = exclusive
         self.next_id = len(stamps)
         self.reads = 0
         self.changes: dict[int, Callable[[Pager], None]] = {}
@@ -143,8 +146,8 @@ class Pager:
             self.reads += 1
             if change:
                 change(self)
-            window = [it for it in self.items if (start is None or it[0] >= start)
-                      and it[0] < to]
+            window = [it for it in self.items if it[0] < to and (
+                start is None or it[0] > start or (it[0] == start and not self.exclusive))]
             newest = window[::-1]
             chunk = newest[(page - 1) * self.size: page * self.size]
             total = len(window)
@@ -219,14 +222,98 @@ def test_a_window_that_keeps_changing_gives_up_cleanly() -> None:
         run_walk(pager, None, 1000, width=1)
 
 
+def test_a_restart_rereads_the_second_of_its_bound_when_from_is_exclusive() -> None:
+    """Last.fm documents ``from`` as "after": restarting at the last bound itself would
+    skip the scrobbles of that very second that sat on the next, unread page."""
+    # pages of 3, newest first: [110 109 108] [107 106 105] [105 101 100]; the oldest
+    # page ends in second 105 and the next page holds another play of second 105
+    stamps = [100, 101, 105, 105, 106, 107, 108, 109, 110]
+    pager = Pager(stamps, size=3, exclusive=True)
+    pager.changes[2] = lambda p: p.insert(109)  # after page 3 is yielded: drift
+    out = run_walk(pager, None, 1000, width=1)
+    assert out[0][1] == 105  # the first bound: the restart is one second before it
+    read = {r.track for records, _, _ in out for r in records}
+    assert {f"t{i}" for i in range(10)} <= read
+    check_walk(out, {f"t{i}" for i in range(10)}, {f"t{i}": ts for i, ts in
+                                                   enumerate([*stamps, 109])}, 1000)
+
+
+def test_restarts_that_do_not_move_the_start_still_end() -> None:
+    """A restart one second before the bound can land where the round began; such rounds
+    count as stalls, so a window that keeps changing still gives up."""
+    # the oldest page always ends in second 500 and the walk starts at 499
+    pager = Pager([500] * 4 + list(range(501, 520)), size=4, exclusive=True)
+
+    def churn(p: Pager) -> None:  # each round: page 1, the oldest page (yielded), drift
+        p.insert(515)
+        p.changes[p.reads + 2] = churn
+
+    pager.changes[2] = churn
+    starts: list[int | None] = []
+
+    def fetch(page: int, lo: int | None) -> RecentTracksPage:
+        starts.append(lo)
+        assert len(starts) < 500, "the walk does not end"
+        return pager.fetch(page, lo, 1000)
+
+    out: list[int] = []
+    with pytest.raises(ServiceUnavailable, match="kept changing"):
+        for _, bound, _ in engine.walk(fetch, 499, 1000, page_size=4, width=1, group=4):
+            out.append(bound)
+    assert set(starts) == {499} and set(out) == {500}
+    assert len(out) == engine.MAX_STALLS + 1  # a page yielded every round, then it gave up
+
+
+def empty_page(pager: Pager, page: int, times: int | None,
+               to: int) -> Callable[[int, int | None], RecentTracksPage]:
+    """``pager.fetch``, but ``page`` comes back with no dated items (the total as it
+    was) the first ``times`` times it is asked for, or always (None)."""
+    served = 0
+
+    def fetch(p: int, lo: int | None) -> RecentTracksPage:
+        nonlocal served
+        result = pager.fetch(p, lo, to)
+        if p == page and (times is None or served < times):
+            served += 1
+            return RecentTracksPage(records=[], page=p, total_pages=result.total_pages,
+                                    total=result.total, per_page=result.per_page)
+        return result
+
+    return fetch
+
+
+@pytest.mark.parametrize("width", [1, 3])
+@pytest.mark.parametrize("times", [3, 8])
+def test_an_empty_page_is_read_again_not_taken(width: int, times: int) -> None:
+    """An empty page cannot be taken as it is (it has no bound): it is a re-read, past
+    the two retries of a page of the wrong size, and the walk ends with everything."""
+    stamps = list(range(1000, 1050))
+    pager = Pager(stamps, size=10)
+    out = list(engine.walk(empty_page(pager, 3, times, 5000), None, 5000, page_size=10,
+                           width=width, group=30))
+    check_walk(out, {f"t{i}" for i in range(50)}, {f"t{i}": ts for i, ts in
+                                                   enumerate(stamps)}, 5000)
+
+
+@pytest.mark.parametrize("page", [1, 2, 5])
+def test_a_page_that_stays_empty_is_a_service_error_not_a_crash(page: int) -> None:
+    pager = Pager(list(range(1000, 1050)), size=10)
+    with pytest.raises(ServiceError, match="empty page") as caught:
+        list(engine.walk(empty_page(pager, page, None, 5000), None, 5000, page_size=10,
+                         width=1, group=10))
+    assert caught.value.exit_code == 4 and "run the sync again" in str(caught.value)
+
+
+@pytest.mark.parametrize("exclusive", [False, True], ids=["from-inclusive", "from-exclusive"])
 @pytest.mark.parametrize("seed", range(150))
-def test_walk_never_misses_a_surviving_item_under_random_changes(seed: int) -> None:
+def test_walk_never_misses_a_surviving_item_under_random_changes(seed: int,
+                                                                 exclusive: bool) -> None:
     rng = random.Random(seed)
     size = rng.randint(2, 6)
     stamps = sorted(rng.sample(range(1000, 1200), rng.randint(0, 60)))
     stamps += rng.sample(stamps, min(len(stamps), rng.randint(0, 5)))  # equal seconds
     to = 1200 + rng.randint(-20, 30)
-    pager = Pager(stamps, size=size)
+    pager = Pager(stamps, size=size, exclusive=exclusive)
     survivors = {f"t{i}" for i, ts in enumerate(stamps) if ts < to}
     stamp = {f"t{i}": ts for i, ts in enumerate(stamps)}
     for _ in range(rng.randint(0, 6)):

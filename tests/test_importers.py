@@ -335,3 +335,37 @@ def test_round_trip_keeps_two_listens_of_one_account_at_one_second(scrob, tmp_pa
     exported.write_text(out1, encoding="utf-8")
     scrob("--db", db(tmp_path, "two.db"), "import", str(exported))
     assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out1
+
+
+def test_implausible_timestamps_are_invalid_records_not_crashes(tmp_path, scrob) -> None:
+    path = tmp_path / "ms.ndjson"
+    path.write_text(
+        '{"listened_at": 1700000000000, "artist": "A", "track": "ms"}\n'
+        '{"listened_at": 1e300, "artist": "A", "track": "huge"}\n'
+        '{"listened_at": -5, "artist": "A", "track": "negative"}\n'
+        '{"listened_at": 1700000000, "artist": "A", "track": "fine"}\n', encoding="utf-8")
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert "ms.ndjson:1" in result.err and "milliseconds" in result.err
+    assert "ms.ndjson:2" in result.err and "ms.ndjson:3" in result.err
+    listed = scrob("listens", "--json").ndjson()
+    assert [row["track"] for row in listed] == ["fine"]  # the valid one was kept
+    assert scrob("listens").code == 0
+
+
+def test_listenbrainz_export_user_names_the_synced_account(tmp_path) -> None:
+    import json as _json
+    import zipfile
+
+    from scrobbler_cli.archive import Archive
+    from scrobbler_cli.importers import import_file
+
+    path = tmp_path / "listenbrainz_Alice.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("user.json", _json.dumps({"user_id": 1, "username": "Alice"}))
+        zf.writestr("listens/2023/11.jsonl", _json.dumps({
+            "listened_at": 1700000000, "user_name": "Alice",
+            "track_metadata": {"artist_name": "A", "track_name": "T"}}) + "\n")
+    with Archive(tmp_path / "a.db") as archive:
+        import_file(archive, path)
+        assert [a["account"] for a in archive.accounts()] == ["alice"]

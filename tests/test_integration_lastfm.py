@@ -32,7 +32,8 @@ NOW = int(time.time())
 LB = Account("listenbrainz", "alice")
 SUMMARY_KEYS = {"service", "user", "fetched", "new", "duplicates", "requests", "cursor",
                 "complete"}
-EXPORT_KEYS = {"target", "candidates", "submitted", "already_there", "rejected", "requests"}
+EXPORT_KEYS = {"target", "candidates", "submitted", "already_there", "rejected", "requests",
+               "too_old"}  # cli.md: Last.fm reports too_old, even when it is 0
 
 
 @pytest.fixture
@@ -263,6 +264,31 @@ def test_a_service_failing_after_retries_exits_4(lastfm_env: FakeLastfm, scrob: 
     assert result.code == 4 and "503" in result.err and result.err.count("\n") == 1
 
 
+def test_a_page_that_keeps_coming_back_empty_exits_4(lastfm_env: FakeLastfm, scrob: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page 2 with no scrobbles (the total unchanged) is never taken as it is, and when
+    it stays so the sync ends with exit 4 and one line, not a crash (exit 1)."""
+    lastfm_env.add_scrobbles("alice", history(450))
+    served = lastfm_env.handle
+
+    def handle(http_method: str, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        status, ctype, body, drop = served(http_method, path, params)
+        if params.get("method") == "user.getRecentTracks" and params.get("page") == "2":
+            reply = json.loads(body)
+            reply["recenttracks"]["track"] = []
+            body = json.dumps(reply)
+        return status, ctype, body, drop
+
+    monkeypatch.setattr(lastfm_env, "handle", handle)
+    result = scrob("sync", "lastfm", "--json")
+    assert result.code == 4, result.err
+    assert "empty page" in result.err and result.err.count("\n") == 1
+    assert "Traceback" not in result.err and result.out == ""
+    monkeypatch.setattr(lastfm_env, "handle", served)  # Last.fm recovers: nothing missing
+    assert sync_json(scrob)["complete"] is True
+    assert archive_listens(scrob) == server_history(lastfm_env)
+
+
 def test_secrets_never_appear_even_with_verbose(with_session: FakeLastfm, scrob: Any) -> None:
     fake = with_session
     fake.add_scrobbles("alice", history(450))
@@ -306,7 +332,7 @@ def test_export_then_reexport_sends_nothing(with_session: FakeLastfm, scrob: Any
     lb_listens([NOW - 2 * DAY + 60 * i for i in range(75)])
     report = export_json(scrob)
     assert report == {"target": "lastfm:alice", "candidates": 75, "submitted": 75,
-                      "already_there": 100, "rejected": 0, "requests": 3}
+                      "already_there": 100, "rejected": 0, "requests": 3, "too_old": 0}
     again = export_json(scrob)
     assert (again["candidates"], again["submitted"], again["requests"]) == (0, 0, 0)
     # once synced back, Last.fm's own records stand for the pushed plays
@@ -316,6 +342,7 @@ def test_export_then_reexport_sends_nothing(with_session: FakeLastfm, scrob: Any
 
 
 def test_export_counts_too_old_listens(with_session: FakeLastfm, scrob: Any) -> None:
+    sync_json(scrob)  # export judges what the account has from the archive: sync first
     lb_listens([NOW - 400 * DAY, NOW - 15 * DAY, NOW - DAY])
     report = export_json(scrob)
     assert (report["candidates"], report["too_old"], report["submitted"]) == (3, 2, 1)
@@ -325,6 +352,7 @@ def test_export_counts_too_old_listens(with_session: FakeLastfm, scrob: Any) -> 
 
 def test_daily_cap_then_a_later_run_continues(with_session: FakeLastfm, scrob: Any) -> None:
     fake = with_session
+    sync_json(scrob)
     lb_listens([NOW - DAY + 30 * i for i in range(130)])
     fake.daily_cap = 70
     report = export_json(scrob)
@@ -349,6 +377,7 @@ def test_dry_run_prints_and_sends_nothing(lastfm_env: FakeLastfm, scrob: Any) ->
 
 
 def test_export_without_a_session_key_exits_3(lastfm_env: FakeLastfm, scrob: Any) -> None:
+    sync_json(scrob)
     lb_listens([NOW - 600])
     result = scrob("export", "lastfm")
     assert result.code == 3 and "session key" in result.err
@@ -370,6 +399,7 @@ def test_auth_lastfm_asks_runs_the_flow_and_stores(fake: FakeLastfm, scrob: Any,
 
     def prompt(text: str, hide_input: bool = False, **kwargs: object) -> str:
         asked.append((text, hide_input))
+        assert kwargs.get("err") is True  # prompts on stderr: stdout is data only
         return fake.api_key if "key" in text else fake.api_secret
 
     opened: list[str] = []
@@ -384,6 +414,7 @@ def test_auth_lastfm_asks_runs_the_flow_and_stores(fake: FakeLastfm, scrob: Any,
     monkeypatch.setattr(webbrowser, "open", browser)
     result = scrob("auth", "lastfm")
     assert result.code == 0, result.err
+    assert result.out == ""
     assert asked == [("Last.fm API key", True), ("Last.fm shared secret", True)]
     assert opened and opened[0] in result.err and "Authorized as Alice" in result.err
     assert fake.api_secret not in result.out + result.err
@@ -437,6 +468,69 @@ def test_auth_lastfm_rejected_key_from_stdin_exits_3(fake: FakeLastfm, scrob_pro
                         env={"SCROB_LASTFM_API_URL": fake.url})
     assert result.code == 3, result.err
     assert "API key" in result.err and "Traceback" not in result.err
+    assert result.out == ""  # the prompts are on stderr
     assert "not-the-secret-at-all" not in result.out + result.err
     assert "0123456789abcdef0123456789abcdee" not in result.out + result.err
     assert not Path(os.environ["SCROB_TEST_KEYRING"]).exists()  # nothing stored
+
+
+@pytest.mark.parametrize("backend", ["null", "fail"])
+def test_auth_lastfm_without_a_usable_keyring_exits_3_before_anything(
+        fake: FakeLastfm, scrob: Any, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """The null backend (priority -1) answers every read with "nothing" but stores
+    nothing; the fail backend (0) raises. Either way: exit 3 naming the environment
+    variables, before a secret is asked for or the user approves anything."""
+    import webbrowser
+
+    import keyring
+    import keyring.backends.fail
+    import keyring.backends.null
+    import typer
+
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fake.url)
+    chosen = {"null": keyring.backends.null.Keyring,
+              "fail": keyring.backends.fail.Keyring}[backend]
+    keyring.set_keyring(chosen())  # conftest puts the test keyring back afterwards
+    monkeypatch.setattr(typer, "prompt", lambda *a, **k: pytest.fail("asked for a secret"))
+    monkeypatch.setattr(webbrowser, "open", lambda url: pytest.fail("opened a browser"))
+    result = scrob("auth", "lastfm")
+    assert result.code == 3, result.err
+    assert result.err.count("\n") == 1 and result.out == ""
+    for name in ("SCROB_LASTFM_USER", "SCROB_LASTFM_API_KEY", "SCROB_LASTFM_API_SECRET",
+                 "SCROB_LASTFM_SESSION_KEY"):
+        assert name in result.err
+    assert fake.request_log == []  # no token asked for, nothing to approve
+
+
+def test_auth_lastfm_quiet_shows_only_the_url(fake: FakeLastfm, scrob: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    import typer
+
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fake.url)
+    monkeypatch.setenv("SCROB_LASTFM_USER", "somebody")  # its warning is talk too
+    monkeypatch.setattr(engine, "SLEEP", lambda seconds: time.sleep(0.005))
+    fake.add_user("Alice")
+    errs: list[object] = []
+
+    def prompt(text: str, **kwargs: object) -> str:
+        errs.append(kwargs.get("err"))
+        return fake.api_key if "key" in text else fake.api_secret
+
+    opened: list[str] = []
+
+    def browser(url: str) -> bool:
+        opened.append(url)
+        threading.Timer(0.05, fake.approve, (url.rsplit("token=", 1)[1], "alice")).start()
+        return True
+
+    monkeypatch.setattr(typer, "prompt", prompt)
+    monkeypatch.setattr(webbrowser, "open", browser)
+    result = scrob("--quiet", "auth", "lastfm")
+    assert result.code == 0, result.err
+    assert errs == [True, True] and result.out == ""
+    assert result.err.split() == opened  # the URL (needed to go on), and nothing else
+    from scrobbler_cli import credentials
+
+    assert credentials.get("lastfm_session_key").value == fake.session_key("alice")

@@ -239,6 +239,11 @@ def test_export_then_export_again_sends_nothing(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
     data = write_ndjson(tmp_path / "history.ndjson", plays(2300, int(time.time()) - 60 * DAY))
     assert scrob_proc("import", str(data)).code == 0
+    # before any sync, scrob cannot tell what the account has: it refuses to guess
+    refused = scrob_proc("export", "listenbrainz")
+    assert refused.code == 2 and "scrob sync listenbrainz" in refused.err
+    assert lb.requests_to("/submit-listens") == []
+    assert scrob_proc("sync", "listenbrainz").code == 0
     first = scrob_proc("export", "listenbrainz", "--json")
     assert first.code == 0, first.err
     report = first.json()
@@ -270,6 +275,7 @@ def test_export_reports_invalid_listens_and_sends_the_rest(
     ]
     data = write_ndjson(tmp_path / "mixed.ndjson", good + bad)
     assert scrob_proc("import", str(data)).code == 0
+    assert scrob_proc("sync", "listenbrainz").code == 0
     result = scrob_proc("export", "listenbrainz", "--json")
     assert result.code == 0, result.err
     report = result.json()

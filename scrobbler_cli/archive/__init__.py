@@ -177,9 +177,7 @@ class Archive:
                 self._save_window(account, window, result)
             if cursor is not None:
                 conn.execute(
-                    queries.UPSERT_CURSOR.replace(
-                        "cursor = excluded.cursor",
-                        "cursor = max(cursor, excluded.cursor)"),
+                    queries.UPSERT_CURSOR,
                     (account.service, account.name, int(cursor), int(time.time())),
                 )
             conn.execute("COMMIT")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..errors import ArchiveBusy
+from ..errors import ArchiveBusy, ArchiveError
 from . import DEFAULT_WAIT
 
 
@@ -30,6 +30,9 @@ class WriteLock:
                 f"to it (waited {self.wait:g}s)",
                 hint="try again when it has finished, or raise SCROB_LOCK_WAIT",
             ) from None
+        except OSError as exc:  # an unwritable directory, a read-only file system
+            raise ArchiveError(f"cannot lock the archive at {self.path}: {exc.strerror}",
+                               hint="pass a --db in a directory you can write to") from None
         try:  # tell a curious user which process holds it
             os.truncate(self.path, 0)
             with open(self.path, "a") as fh:

@@ -30,7 +30,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 
 UPSERT_CURSOR = """
 INSERT INTO cursors (service, account, cursor, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (service, account) DO UPDATE SET cursor = excluded.cursor,
+ON CONFLICT (service, account) DO UPDATE SET cursor = max(cursor, excluded.cursor),
                                              updated_at = excluded.updated_at
 """
 
@@ -53,6 +53,9 @@ WHERE NOT EXISTS (SELECT 1 FROM sources s
         SELECT 1 FROM pushes p
         WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
   AND l.listened_at >= :since AND l.listened_at < :until
+  -- only listens seen somewhere other than this service: another account's listens of
+  -- the same service (a friend's ListenBrainz history) are never pushed to this one
+  AND EXISTS (SELECT 1 FROM sources s3 WHERE s3.listen_id = l.id AND s3.service != :service)
   AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
                                   WHERE s2.listen_id = l.id AND s2.service = :source
                                     AND (:source_account IS NULL

@@ -91,6 +91,9 @@ def build_app() -> Any:
             callback=_show_version)] = False,
     ) -> None:
         _state.db, _state.verbose, _state.quiet = db, verbose, quiet
+        from .. import render
+
+        render.QUIET = quiet
         ctx.obj = _state
 
     app.add_typer(auth.app, name="auth")
@@ -120,6 +123,7 @@ _INTERRUPTED = "interrupted; nothing half-written was kept, run the command agai
 
 def run(args: list[str]) -> int:
     import errno
+    import sqlite3
 
     import click
     import typer
@@ -131,6 +135,9 @@ def run(args: list[str]) -> int:
 
     register_env_secrets()
     _state.__init__()  # type: ignore[misc]  # fresh for each in-process run (tests)
+    from .. import render
+
+    render.QUIET = False
     # Typer >= 0.2x runs on its own copy of click (typer._click), whose exceptions are
     # not click's: catch both, or every usage error would read as an internal error.
     click_errors: tuple[type[Exception], ...] = (click.ClickException,)
@@ -178,6 +185,12 @@ def run(args: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except sqlite3.Error as exc:  # disk full, a read-only or damaged archive file
+        if _state.verbose:
+            _traceback()
+        error(f"the archive cannot be used: {exc} (check the file, its directory and the "
+              "free disk space; --db chooses another archive)")
+        return 5
     except Exception as exc:  # noqa: BLE001 - the last resort is a clear bug report
         if _state.verbose:
             _traceback()
@@ -190,8 +203,10 @@ def _traceback() -> None:
     import traceback
 
     from ..errors import redact
+    from ..render import visible
 
-    sys.stderr.write(redact(traceback.format_exc()))
+    for line in redact(traceback.format_exc()).splitlines():
+        sys.stderr.write(visible(line) + "\n")
 
 
 def _silence_stdout() -> None:

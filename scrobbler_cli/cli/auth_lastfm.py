@@ -17,14 +17,25 @@ Wait = Annotated[float, typer.Option(
     help="How long to wait for the approval in the browser.")]
 
 
+def _keyring_usable() -> bool:
+    """Whether ``credentials.store`` could put a secret in the keyring: a backend that
+    answers, with a priority above 0 (the "fail" and "null" backends have 0 and -1)."""
+    from .. import credentials
+
+    if credentials.get("lastfm_session_key").origin == "keyring unavailable":
+        return False
+    return credentials.keyring_usable()
+
+
 def _ask(name: str, label: str, asked: dict[str, str]) -> str:
-    """A secret from the environment or keyring, else asked for with hidden input."""
+    """A secret from the environment or keyring, else asked for with hidden input (the
+    prompt on stderr: stdout is for data only)."""
     from .. import credentials
 
     known = credentials.get(name).value
     if known:
         return known
-    value = str(typer.prompt(label, hide_input=True)).strip()
+    value = str(typer.prompt(label, hide_input=True, err=True)).strip()
     if not value:
         from ..errors import CredentialsError
 
@@ -51,10 +62,11 @@ def login_lastfm(no_browser: NoBrowser = False, wait: Wait = 300.0) -> None:
     from . import state
 
     st = state()
-    if credentials.get("lastfm_session_key").origin == "keyring unavailable":
+    # before anything is asked or approved: the session key can only go to the keyring
+    if not _keyring_usable():
         raise KeyringUnavailable(
             "no usable keyring backend to store the Last.fm session key in",
-            hint="set SCROB_LASTFM_API_KEY, SCROB_LASTFM_API_SECRET and "
+            hint="set SCROB_LASTFM_USER, SCROB_LASTFM_API_KEY, SCROB_LASTFM_API_SECRET and "
                  "SCROB_LASTFM_SESSION_KEY instead, or install a file-based backend with "
                  "`pip install keyrings.alt`")
     asked: dict[str, str] = {}
@@ -64,17 +76,22 @@ def login_lastfm(no_browser: NoBrowser = False, wait: Wait = 300.0) -> None:
     cfg = ServiceConfig(service="lastfm", api_url=settings.lastfm_api_url, api_key=api_key,
                         api_secret=api_secret, rate=float(settings.lastfm_rate))
 
+    def say(text: str) -> None:
+        if not st.quiet:  # --quiet: nothing on stderr but errors (and the URL)
+            render.message(text)
+
     def show(url: str) -> None:
         # the URL carries the API key (an application id, which Last.fm's page needs)
-        # and a one-time token; never the secret or a session key
-        render.message("Open this page and allow scrob to use your account:")
+        # and a one-time token; never the secret or a session key. Shown even with
+        # --quiet: without it the authorization cannot go on.
+        say("Open this page and allow scrob to use your account:")
         typer.echo(f"  {render.visible(url)}", err=True)  # one line, never folded
         if not no_browser:
             try:
                 webbrowser.open(url)
             except Exception:  # noqa: BLE001 - a browser is a convenience, the URL is shown
                 pass
-        render.message(f"Waiting for the approval (up to {wait:g} s; Ctrl-C to stop)...")
+        say(f"Waiting for the approval (up to {wait:g} s; Ctrl-C to stop)...")
 
     try:
         name, session_key = authorize(cfg, on_url=show, timeout=wait, log=st.log)
@@ -88,8 +105,8 @@ def login_lastfm(no_browser: NoBrowser = False, wait: Wait = 300.0) -> None:
         credentials.store(secret, value)
     credentials.store("lastfm_session_key", session_key)
     config.save("lastfm", "user", name)
-    render.message(f"Authorized as {name}; the session key is in the keyring.")
-    if settings.origin["lastfm_user"] == "env" and \
+    say(f"Authorized as {name}; the session key is in the keyring.")
+    if not st.quiet and settings.origin["lastfm_user"] == "env" and \
             str(settings.lastfm_user).casefold() != name.casefold():
         render.warn(f"SCROB_LASTFM_USER is set to {settings.lastfm_user}, which overrides "
                     f"{name} for every command")

@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _when(ts: int, zinfo: object) -> str:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    try:
+        dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # a remote service's impossible time
+        return str(ts)
     local = dt.astimezone(zinfo) if zinfo is not None else dt.astimezone()  # type: ignore[arg-type]
     return local.strftime("%Y-%m-%d %H:%M")

@@ -24,7 +24,7 @@ app = typer.Typer(help="Pull new listens from the services into the archive.",
 def _run(services: list[str], user: str | None, full: bool, since: str | None,
          lookback: str | None, json_: bool) -> None:
     from .. import render
-    from ..errors import ScrobError
+    from ..errors import ScrobError, redact
     from ..models import Progress, SyncReport
     from ..sync import SyncOptions, sync_account
     from ..timeparse import parse_date, parse_duration
@@ -35,6 +35,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     start = parse_date(since) if since else None
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
+    failed: list[str] = []
     with st.archive() as archive:
         for service in services:
             cfg = service_config(service, user)
@@ -51,14 +52,16 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                 if len(services) == 1:
                     raise
                 failure = failure or exc
-                report = SyncReport(service=service, user=cfg.user or "", error=str(exc))
-                render.error(f"{service}: {exc}")
+                failed.append(f"{service}: {redact(str(exc))}")
+                report = SyncReport(service=service, user=cfg.user or "",
+                                    error=redact(str(exc)))
             if json_:
                 render.write_ndjson([report.as_json()])
             elif not st.quiet and report.error is None:
                 render.message(_summary(report))
-    if failure is not None:
-        failure.message = f"not every account synced: {failure.message}"
+    if failure is not None:  # one line for all failures; the first one's exit code
+        failure.message = "not every account synced: " + "; ".join(failed)
+        failure.hint = None
         raise failure
 
 

@@ -89,7 +89,8 @@ CONCURRENCY = 4
 #: commit ran are saved together, because each commit writes every database page it
 #: touched to the WAL (the archive's per-name counters touch many), whatever its size.
 GROUP = 5000
-#: Re-reads in a row that committed nothing before the sync gives up (exit 4).
+#: Re-reads in a row that did not move the walk's start forward before the sync gives
+#: up (exit 4).
 MAX_STALLS = 6
 #: Steps of one second a play may be moved to find a second Last.fm does not hold yet.
 MAX_NUDGE = 30
@@ -269,14 +270,20 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
     flight; pages are checked and yielded strictly in order, and consecutive pages that
     have already arrived come out together (``pages`` of them, up to ``group`` records)
     so that one commit covers them. When a reply shows the window changed (see the
-    module docstring) the walk starts again from the last bound it yielded;
-    ``on_round(pages)`` announces each (re)start with its page count.
+    module docstring), or a page comes back empty when it should hold scrobbles, the walk
+    starts again one second before the last bound it yielded (``from`` is exclusive as
+    documented, so the rest of that second is read again); ``on_round(pages)`` announces
+    each (re)start with its page count. After more than ``MAX_STALLS`` restarts in a row that
+    do not move the start forward it gives up with a ServiceError (exit 4).
     """
     fetcher = _Fetcher(width) if width > 1 else None
     # pages asked for ahead: enough to fill a group when the network outruns the disk
     # (at the rate limit they arrive one by one and each is committed on its own)
     depth = max(2 * width, -(-group // page_size)) if fetcher else 1
     stalls = 0
+    # the highest bound yielded: a round that starts below it (a second early, see below)
+    # may end a page lower, and the cursor must never move back
+    claimed = 0
     try:
         while True:
             first = fetch(1, start)
@@ -312,7 +319,11 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
                         break
                     result = fetch(page, start)
                     drift = _mismatch(result, page, total, pages, page_size, older)
-                if drift == "size":  # Last.fm keeps sending it so: take it as it is
+                if drift == "size" and not result.records:
+                    # nothing to take and no bound to move to: read again from the last
+                    # one, like a change of the window (a stall if it keeps happening)
+                    drift = f"page {page} of {pages} came back empty"
+                elif drift == "size":  # Last.fm keeps sending it so: take it as it is
                     if log:
                         log(f"lastfm: page {page} keeps an unexpected number of items")
                     drift = None
@@ -323,25 +334,36 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
                 batched += 1
                 arrived = page == 2 or bool(pending and pending[0][1] and pending[0][1].done())
                 if page == 1 or not arrived or len(batch) >= group:
-                    yield batch, older, batched
-                    given, batch, batched = older, [], 0
+                    claimed = max(claimed, older)
+                    yield batch, claimed, batched
+                    given, batch, batched = claimed, [], 0
             if batch and older is not None:  # checked pages before a change: still good
-                yield batch, older, batched
-                given = older
+                claimed = max(claimed, older)
+                yield batch, claimed, batched
+                given = claimed
             for _, future in pending:
                 if future:
                     future.cancel()
             if not drift:
                 return
-            if given is None:
+            # Scrobbles in the very second of ``given`` may sit on the next, unread page,
+            # and Last.fm documents ``from`` as "after": start a second before it (dedup
+            # absorbs the overlap where a server includes ``from``).
+            restart = start if given is None else max(0, given - 1) or None
+            if (restart or 0) <= (start or 0):  # no step forward: a stall
                 stalls += 1
                 if stalls > MAX_STALLS:
+                    if drift.endswith("came back empty"):
+                        raise ServiceError(
+                            f"Last.fm kept sending an empty page of scrobbles ({drift})",
+                            service=SERVICE,
+                            hint="run the sync again later; what was read is kept")
                     raise ServiceUnavailable(
                         "Last.fm's history kept changing while it was read",
                         service=SERVICE, hint="run the sync again; nothing was lost")
             else:
                 stalls = 0
-                start = given
+            start = restart
             if log:
                 log(f"lastfm: {drift}; reading again from {start or 0}")
     finally:
@@ -457,11 +479,6 @@ def _seconds_held(archive: Archive, account: Account, *, since: int) -> set[int]
     return taken
 
 
-def _session_owner(client: LastfmClient) -> str:
-    """Whose account the session key scrobbles to (user.getInfo, signed, no user)."""
-    return client.session_user()
-
-
 def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> ExportReport:
     """Scrobble to ``config.user`` the archived listens that account lacks.
 
@@ -516,7 +533,7 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
 def _push(archive: Archive, client: LastfmClient, account: Account,
           planned: list[tuple[Listen, int]], report: ExportReport,
           options: ExportOptions) -> None:
-    owner = _session_owner(client)
+    owner = client.session_user()  # whose account the session key scrobbles to
     if owner.casefold() != account.name:
         raise CredentialsError(
             f"the Last.fm session key belongs to {owner!r}, not {account.name!r}",

@@ -236,7 +236,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
         raise CredentialsError("no ListenBrainz account is configured", hint=TOKEN_HINT)
     account = account_for(config.user)
     report = SyncReport(service=SERVICE, user=account.name)
-    upper = int(time.time()) + FUTURE_ALLOWANCE
+    started = int(time.time())
+    upper = started + FUTURE_ALLOWANCE
     prior = archive.get_cursor(account)
     start, contiguous = _start(options, prior)
     client = connect(config, log=options.log)
@@ -255,6 +256,10 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
                 options.on_progress(Progress(
                     report.fetched, None if total is None else max(total, report.fetched),
                     report.fetched))
+        if contiguous and prior is None and report.fetched == 0:
+            # A first walk that found no listens at all: the account was empty when the
+            # sync started. Saying so lets export tell "empty" from "never synced".
+            archive.set_cursor(account, started)
         report.complete = True
     finally:
         report.requests = client.http.requests

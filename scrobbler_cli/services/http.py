@@ -200,6 +200,11 @@ class Http:
                 service=self.service,
                 hint="check the network connection",
             ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # redirect loops, bad encodings
+            raise ServiceError(
+                redact(f"{self.service} request failed: {type(exc).__name__}: {exc}"),
+                service=self.service,
+            ) from None
         self.pacer.observe(response)
         if self.log:
             self.log(redact(f"{method} {response.request.url} -> {response.status_code} "
