@@ -9,8 +9,7 @@ place that turns one into a stderr line and an exit code::
     │   └── KeyringUnavailable      3  no usable keyring backend
     ├── ServiceError                4  a remote service failed after retries
     │   ├── ServiceUnavailable      4  network down, 5xx, rate limited to the end
-    │   ├── NotFound                4  unknown user or resource
-    │   └── DailyLimitReached       4  Last.fm's daily scrobble cap (code 5)
+    │   └── NotFound                4  unknown user or resource
     ├── ArchiveError                5  the archive cannot be opened or used
     │   └── ArchiveBusy             5  another scrob holds the write lock
     └── BadInput                    6  an input file holds invalid records
@@ -85,10 +84,6 @@ class ServiceUnavailable(ServiceError):
 
 
 class NotFound(ServiceError):
-    pass
-
-
-class DailyLimitReached(ServiceError):
     pass
 
 

@@ -11,6 +11,7 @@ tests never really wait.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from scrobbler_cli import __version__
@@ -30,6 +32,33 @@ USER_AGENT = f"scrob/{__version__} (+https://github.com/scrob-dev/scrob)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: No server-requested wait is honoured beyond this (seconds).
 MAX_WAIT = 3600.0
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The one JSON spelling of a record kept as ``raw``: sorted keys, compact, UTF-8.
+
+    orjson (a tenth of the cost, on every listen of a sync), with the standard library
+    for what orjson refuses (lone surrogates, huge integers, NaN); both spell a valid
+    value byte for byte the same.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, ValueError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                          sort_keys=True).encode("utf-8")
+
+
+def canonical_json(value: Any) -> str:
+    return canonical_bytes(value).decode("utf-8")
+
+
+def loads(content: bytes) -> Any:
+    """Parse a reply: orjson (pages are hundreds of KB), falling back to the standard
+    library for what only it accepts (NaN, lone surrogates); ValueError if neither can."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content)
 
 
 def make_client(base_url: str = "", *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,

@@ -14,7 +14,6 @@ Three layers, kept apart so each can be tested alone (api-notes Part B):
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-import orjson
 
 from scrobbler_cli.errors import (
     AuthRejected,
@@ -34,7 +32,7 @@ from scrobbler_cli.errors import (
     register_secret,
 )
 from scrobbler_cli.models import SourceRecord
-from scrobbler_cli.services.http import Http, retry_after
+from scrobbler_cli.services.http import Http, canonical_json, loads, retry_after
 
 __all__ = [
     "DEFAULT_API_ROOT",
@@ -147,19 +145,6 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [value]
-
-
-def canonical_json(value: Any) -> str:
-    """The JSON text kept as ``raw``: sorted keys, compact, UTF-8 (not ASCII-escaped).
-
-    orjson, because this runs for every scrobble of a sync and the standard library's
-    encoder costs several times more; the standard library for what orjson refuses
-    (lone surrogates, integers beyond 64 bits), spelling valid values the same way.
-    """
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
-    except (TypeError, ValueError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def _name_and_mbid(value: Any) -> tuple[str, str | None]:
@@ -342,19 +327,10 @@ def auth_root_for(api_root: str) -> str:
 # --- the client ---------------------------------------------------------------------------
 
 
-def _loads(content: bytes) -> Any:
-    """orjson (pages of 200 tracks are ~100 KB), or the standard library for what only it
-    reads (NaN, lone surrogates); ValueError if neither can."""
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return json.loads(content)
-
-
 def _decode(response: httpx.Response) -> Any:
     """The JSON of a reply, or a ServiceError when there is none worth reading."""
     try:
-        return _loads(response.content)
+        return loads(response.content)
     except ValueError:
         status = response.status_code
         if status < 300:

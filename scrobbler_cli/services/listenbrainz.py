@@ -18,7 +18,6 @@ Facts relied on (see the project's api-notes, part A):
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -29,7 +28,6 @@ from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote
 
 import httpx
-import orjson
 
 from scrobbler_cli import __version__
 from scrobbler_cli.errors import (
@@ -42,7 +40,13 @@ from scrobbler_cli.errors import (
     register_secret,
 )
 from scrobbler_cli.models import SourceRecord
-from scrobbler_cli.services.http import Http
+from scrobbler_cli.services.http import (
+    Http,
+    canonical_bytes,
+    canonical_json,
+    loads,
+    retry_after,
+)
 
 __all__ = [
     "DEFAULT_API_ROOT",
@@ -164,25 +168,6 @@ def _duration(info: Mapping[str, Any]) -> int | None:
     if seconds is None or seconds <= 0:
         return None
     return int(seconds)
-
-
-def _canonical_bytes(value: Any) -> bytes:
-    """Sorted keys, compact, UTF-8: orjson (a tenth of the cost, on every listen of a
-    sync), with the standard library for what orjson refuses (lone surrogates, huge
-    integers, NaN); both spell a valid value byte for byte the same."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, ValueError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
-                          sort_keys=True).encode("utf-8")
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON spelling used for ``raw``: sorted keys, compact, UTF-8 text."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
-    except (TypeError, ValueError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -332,7 +317,7 @@ def listen_payload(record: SourceRecord) -> dict[str, Any]:
 
 def encode_listen(payload: Mapping[str, Any]) -> bytes:
     """A listen as sent: compact UTF-8 JSON with sorted keys (sizes are measured on this)."""
-    return _canonical_bytes(payload)
+    return canonical_bytes(payload)
 
 
 def import_body(payloads: Iterable[Mapping[str, Any]]) -> bytes:
@@ -534,16 +519,6 @@ class SubmissionRejected(ServiceError):
         return _timestamp(self.listen.get("listened_at")) if self.listen else None
 
 
-def _loads(content: bytes) -> Any:
-    """Parse a reply: orjson (a page of 1000 listens is ~300 KB), falling back to the
-    standard library for what only it accepts (NaN, lone surrogates); ``ValueError``
-    if neither can."""
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return json.loads(content)
-
-
 def _error_body(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     """The server's ``error`` message and the rest of its JSON error object."""
     try:
@@ -554,23 +529,6 @@ def _error_body(response: httpx.Response) -> tuple[str, dict[str, Any]]:
         return "", {}
     message = body.get("error") or body.get("message") or ""
     return redact(str(message))[:500], body
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """How long to wait before retrying: Retry-After, or the rate-limit reset when spent.
-
-    ``X-RateLimit-Reset-In`` is on every ListenBrainz reply; it only means "wait" on a
-    429 or when ``X-RateLimit-Remaining`` is 0, not on a passing 503.
-    """
-    value = _number(response.headers.get("Retry-After"))
-    if value is not None:
-        return max(0.0, value)
-    remaining = _number(response.headers.get("X-RateLimit-Remaining"))
-    if response.status_code == 429 or (remaining is not None and remaining <= 0):
-        value = _number(response.headers.get("X-RateLimit-Reset-In"))
-        if value is not None:
-            return max(0.0, value)
-    return None
 
 
 class ListenBrainzClient:
@@ -619,7 +577,7 @@ class ListenBrainzClient:
             if status == 429 or status >= 500:
                 raise ServiceUnavailable(
                     f"ListenBrainz answered HTTP {status} to {what}",
-                    service=SERVICE, status=status, retry_after=_retry_after(response),
+                    service=SERVICE, status=status, retry_after=retry_after(response),
                 )
             if status == 401:
                 message, _ = _error_body(response)
@@ -647,7 +605,7 @@ class ListenBrainzClient:
                     hint="check SCROB_LISTENBRAINZ_API_URL" if status == 404 else None,
                 )
             try:
-                body = _loads(response.content)
+                body = loads(response.content)
             except ValueError as exc:
                 raise ServiceUnavailable(
                     f"ListenBrainz sent a reply to {what} that is not JSON",
