@@ -127,6 +127,7 @@ def bench_export(work: Path, fake: FakeListenBrainz, n: int) -> None:
     write_ndjson(str(data), n)
     env = env_for(work, fake, "bench", "export")
     run(["--quiet", "import", str(data)], env)
+    run(["--quiet", "sync", "listenbrainz"], env)  # export needs to know the account: empty
     before = len(fake.requests_to("/1/submit-listens"))
     took, _, out = run(["--quiet", "export", "listenbrainz", "--json"], env)
     report = json.loads(out)
