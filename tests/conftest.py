@@ -85,3 +85,13 @@ def scrob_proc():
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return invoke
+
+
+@pytest.fixture
+def router():
+    """respx for unit tests of the clients: an unmatched request fails the test, so
+    nothing can reach the network."""
+    import respx
+
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        yield mock

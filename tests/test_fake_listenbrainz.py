@@ -26,26 +26,12 @@ from scrobbler_cli.services.listenbrainz import (
     parse_listen,
 )
 from tests.fakes.listenbrainz_server import RATE_LIMIT_MESSAGE, FakeListenBrainz, msid_for
+from tests.helpers import FakeTime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "listenbrainz"
 TOKEN = "6a0b8c1d-2e3f-4a5b-9c7d-8e9f0a1b2c3d"
 T0 = 1_600_000_000  # base listened_at for generated listens
 TLS = ssl.create_default_context()  # built once: a new one per client costs ~25 ms
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -57,7 +43,7 @@ def lb() -> Iterator[FakeListenBrainz]:
 
 def client_for(fake: FakeListenBrainz, *, token: str | None = TOKEN,
                t: FakeTime | None = None, attempts: int = 4) -> ListenBrainzClient:
-    t = t or FakeTime()
+    t = t or FakeTime(start=time.time())
     http = Http(make_client(transport=httpx.HTTPTransport(verify=TLS)), service="listenbrainz",
                 sleep=t.sleep, clock=t.clock, attempts=attempts)
     return ListenBrainzClient(http, api_root=fake.url, token=token)
@@ -424,7 +410,7 @@ def test_prefix(tmp_path: Path) -> None:
 
 def test_fail_next_is_retried_by_the_client(lb: FakeListenBrainz) -> None:
     lb.fail_next(2, 503)
-    t = FakeTime()
+    t = FakeTime(start=time.time())
     assert client_for(lb, t=t).listen_count("alice") == 0
     assert [r.status for r in lb.request_log] == [503, 503, 200] and len(t.sleeps) == 2
     lb.fail_next(1, 200, body=b"<html>maintenance</html>")

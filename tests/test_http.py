@@ -17,29 +17,9 @@ from scrobbler_cli.services.http import (
     make_client,
     retry_after,
 )
+from tests.helpers import FakeTime
 
 URL = "https://api.example.test/1/thing"
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
-        yield mock
 
 
 def make_http(t: FakeTime, **kwargs: Any) -> Http:

@@ -64,12 +64,6 @@ def by_hand_sig(params: dict[str, str], secret: str) -> str:
     return hashlib.md5(("".join(n + params[n] for n in names) + secret).encode()).hexdigest()
 
 
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
-        yield mock
-
-
 class Env:
     """A client over respx with recorded sleeps and log lines (nothing really waits)."""
 

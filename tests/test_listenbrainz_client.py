@@ -37,6 +37,7 @@ from scrobbler_cli.services.listenbrainz import (
     parse_playing_now,
     validate_listen,
 )
+from tests.helpers import FakeTime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "listenbrainz"
 ROOT = "https://api.listenbrainz.org"
@@ -55,30 +56,9 @@ def fixture_lines(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-class FakeTime:
-    """A clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
-        yield mock
-
-
 @pytest.fixture
 def t() -> FakeTime:
-    return FakeTime()
+    return FakeTime(start=5000.0)
 
 
 @pytest.fixture
