@@ -1,9 +1,11 @@
 """The sync engine: pages from a service into the archive, each page with its cursor.
 
 Service engines (``scrobbler_cli/engines/<service>.py``) turn a service's paging rules
-into ``Page`` objects (records plus the cursor that holds once they are saved);
-``save_pages`` commits each page and its cursor in one transaction, so an interruption at
-any instant loses nothing and a re-run finishes the job.
+into pages of records, each with the cursor that holds once it is saved, and commit
+each page (or a few that arrived together) with its cursor through
+``Archive.save_records`` in one transaction, so an interruption at any instant loses
+nothing and a re-run finishes the job. ``save_pages`` is that loop for library users
+with a page source of their own.
 """
 
 from __future__ import annotations
