@@ -14,7 +14,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ from .models import Account, SourceRecord
 
 FORMATS = ("auto", "scrob", "listenbrainz")
 BATCH = 20_000
+MAX_TS = 2**40  # account_times beyond this are not seconds
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]*:.+$")
 # The keys of `scrob listens --json`: a line with no others is fully re-derivable from
 # the listen row, so its raw text is not stored again.
 _SCROB_KEYS = frozenset({"listened_at", "artist", "track", "album", "duration",
                          "recording_mbid", "release_mbid", "artist_mbids", "sources",
-                         "accounts"})
+                         "accounts", "account_times"})
 
 
 @dataclass
@@ -81,6 +82,10 @@ def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[s
     if accounts and (type(accounts) is not list
                      or not all(type(a) is str and _ACCOUNT.match(a) for a in accounts)):
         raise ValueError("accounts must be a list of service:account names")
+    times = get("account_times")
+    if times is not None and (type(times) is not dict or any(
+            type(t) is not int or not 0 <= t <= MAX_TS for t in times.values())):
+        raise ValueError("account_times must map accounts to unix seconds")
     album, rec_mbid, rel_mbid = get("album"), get("recording_mbid"), get("release_mbid")
     for name, value in (("album", album), ("recording_mbid", rec_mbid),
                         ("release_mbid", rel_mbid)):
@@ -229,7 +234,7 @@ def import_file(
         latest = int(time.time()) + 2 * 86400  # services accept listens ~1 h ahead
         for where, obj, raw in items:
             if isinstance(obj, Exception):
-                yield where, str(obj), ()
+                yield where, str(obj), ((), {})
                 continue
             if parser is None:
                 report.format = fmt = _sniff(obj)
@@ -241,12 +246,13 @@ def import_file(
                     raise ValueError(f"listened_at {record.listened_at} is not a plausible "
                                      "time in unix seconds (milliseconds?)")
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-                yield where, str(exc) or type(exc).__name__, ()
+                yield where, str(exc) or type(exc).__name__, ((), {})
                 continue
-            yield where, record, accounts
+            times = obj.get("account_times") if parser is parse_scrob else None
+            yield where, record, (accounts, times or {})
 
     try:
-        for where, record, accounts in parsed():
+        for where, record, (accounts, times) in parsed():
             if isinstance(record, str):
                 _problem(report, where, record, on_problem)
                 continue
@@ -254,7 +260,8 @@ def import_file(
             for acct in accounts or (default_account.source,):
                 account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
                 batch = pending.setdefault(account, [])
-                batch.append(record)
+                own = times.get(acct)  # that account's own time of the play, if it differs
+                batch.append(record if own is None else replace(record, listened_at=own))
                 if len(batch) >= BATCH:
                     flush(account)
             if on_progress and report.records % 10_000 == 0:

@@ -202,6 +202,7 @@ class Listen:
     release_mbid: str | None = None
     artist_mbids: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
+    seen_at: tuple[int, ...] = ()  # each account's own time, in the order of ``accounts``
 
     @property
     def sources(self) -> list[str]:
@@ -227,7 +228,14 @@ class Listen:
             "artist_mbids": list(self.artist_mbids),
             "sources": self.sources,
             "accounts": list(self.accounts),
-        }
+        } | self._account_times()
+
+    def _account_times(self) -> dict[str, object]:
+        """``account_times``: the accounts whose own time differs from the listen's
+        (another service's record of the same play, seconds apart), so that an export
+        imports back exactly; left out when there are none."""
+        times = {a: t for a, t in zip(self.accounts, self.seen_at) if t != self.listened_at}
+        return {"account_times": times} if times else {}
 
 
 @dataclass(frozen=True)

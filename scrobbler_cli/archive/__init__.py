@@ -509,5 +509,14 @@ def _listen(row: tuple[Any, ...]) -> Listen:
         id=row[0], listened_at=row[1], artist=row[2], track=row[3], album=row[4],
         duration=row[5], recording_mbid=row[6], release_mbid=row[7],
         artist_mbids=tuple(json.loads(row[8])) if row[8] else (),
-        accounts=tuple(row[9].split("\x1f")) if row[9] else (),
+        **_seen(row[9]),
     )
+
+
+def _seen(text: str | None) -> dict[str, tuple[Any, ...]]:
+    """``service:account<RS>time`` items → the accounts and each one's own time."""
+    if not text:
+        return {"accounts": (), "seen_at": ()}
+    pairs = [item.partition("\x1e") for item in text.split("\x1f")]
+    return {"accounts": tuple(a for a, _, _ in pairs),
+            "seen_at": tuple(int(t) for _, _, t in pairs)}

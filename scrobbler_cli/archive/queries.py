@@ -37,9 +37,9 @@ ON CONFLICT (service, account) DO UPDATE SET cursor = max(cursor, excluded.curso
 LISTEN_COLUMNS = """
 l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
 l.release_mbid, l.artist_mbids,
-(SELECT group_concat(s.service || ':' || s.account, char(31))
- FROM (SELECT DISTINCT service, account FROM sources WHERE listen_id = l.id
-       ORDER BY service, account) s) AS accounts
+(SELECT group_concat(s.service || ':' || s.account || char(30) || s.listened_at, char(31))
+ FROM (SELECT service, account, listened_at FROM sources WHERE listen_id = l.id
+       ORDER BY service, account, listened_at) s) AS accounts
 """
 
 # Listens an account lacks: no record of that account is attached to them (attachment
