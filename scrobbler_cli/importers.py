@@ -228,8 +228,10 @@ def import_file(
             report.merged += saved.merged
             report.duplicates += saved.duplicates
 
-    def parsed() -> Iterator[tuple[str, SourceRecord | str, tuple[str, ...]]]:
-        """(where, record or the reason it is invalid, accounts) for every item."""
+    Seen = tuple[tuple[str, ...], dict[str, int]]  # accounts, and their own times
+
+    def parsed() -> Iterator[tuple[str, SourceRecord | str, Seen]]:
+        """(where, record or the reason it is invalid, (accounts, account times))."""
         nonlocal parser, fmt
         latest = int(time.time()) + 2 * 86400  # services accept listens ~1 h ahead
         for where, obj, raw in items:
