@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keyring
 import pytest
 
+from scrobbler_cli import errors
 from tests.keyring_backend import FileKeyring
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +28,17 @@ def load_fixture(*parts: str) -> object:
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
-        if name.startswith("SCROB_") or name in ("NO_COLOR", "TZ"):
+        if name.startswith("SCROB_") or name == "NO_COLOR" or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name, raising=False)
+    # The fakes live on 127.0.0.1: no proxy may sit between them and scrob.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # One known local zone (UTC) for every test and subprocess; tests of other zones
+    # pass --tz or set TZ themselves.
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    # Secrets registered for redaction by an earlier test must not make a later test's
+    # "never printed" check pass by accident.
+    monkeypatch.setattr(errors, "_KNOWN_SECRETS", set())
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -42,6 +53,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     keyring.set_keyring(FileKeyring())
     yield tmp_path
     keyring.set_keyring(previous)
+    monkeypatch.undo()
+    time.tzset()
 
 
 @dataclass

@@ -278,7 +278,9 @@ def test_per_listen_rules_are_checked(lb: FakeListenBrainz) -> None:
     extra = {**payload(T0), "user_name": "Alice"}
     reply = submit_raw(lb, {"listen_type": "import", "payload": [extra]})
     assert "top level keys" in reply.json()["error"]
-    future = payload(int(time.time()) + 3600)
+    frozen = float(int(time.time()))  # one clock for the fake and the payload: no tick
+    lb.clock = lambda: frozen
+    future = payload(int(frozen) + 3600)
     reply = submit_raw(lb, {"listen_type": "import", "payload": [future]})
     assert reply.json()["error"] == "Value for key listened_at is too high."
 
@@ -361,6 +363,7 @@ def test_playing_now(lb: FakeListenBrainz) -> None:
 
 def test_rate_limit_headers_on_every_reply_and_429(lb: FakeListenBrainz) -> None:
     lb.rate_limit, lb.rate_window = 3, 3600
+    lb.clock = lambda: 1_750_000_100.0  # inside one window, whatever the real time
     replies = [raw(lb, "GET", "/1/user/alice/listen-count") for _ in range(4)]
     for reply in replies:
         for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",

@@ -195,9 +195,17 @@ def test_kill_9_at_random_moments_then_resume(lastfm_env: FakeLastfm,
     rng = random.Random(1234)
     cursors: list[int | None] = []
     for round_ in range(4):
+        before = len(lastfm_env.requests_for("user.getRecentTracks"))
         proc = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.45, 1.4))
+        # kill after a random number of this run's page requests: mid-walk whatever the
+        # machine's speed (a wall-clock sleep could land in start-up, or after the end)
+        wanted = before + rng.randint(4, 12)
+        deadline = time.monotonic() + 60
+        while (len(lastfm_env.requests_for("user.getRecentTracks")) < wanted
+               and proc.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         if db_path().exists():
@@ -212,6 +220,7 @@ def test_kill_9_at_random_moments_then_resume(lastfm_env: FakeLastfm,
         # meanwhile, plays keep arriving, some of them late
         lastfm_env.add_scrobbles("alice", [(NOW - DAY - round_, "Late", f"R{round_}", None)])
     known = [c for c in cursors if c is not None]
+    assert len(known) >= 2  # the kills landed after commits, so the checks above ran
     assert known == sorted(known)  # the cursor never went back
     final = subprocess.run(command, cwd=ROOT, env=dict(os.environ), capture_output=True,
                            text=True, timeout=60)

@@ -161,26 +161,35 @@ def test_kill_9_at_random_moments_then_resume(
     expected = server_listens(lb)
     rng = random.Random(4)
     command = [sys.executable, "-m", "scrobbler_cli", "--quiet", "sync", "listenbrainz"]
-    kills = 0
+    kills = checked = 0
     while kills < 4:
+        before = len(lb.requests_to("/listens"))
         proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.6))
+        # kill after a random number of page requests of this run: mid-walk whatever
+        # the machine's speed (wall-clock sleeps could land in start-up, or too late)
+        wanted = before + rng.randint(9, 16)  # commits group up to 8 fast pages
+        deadline = time.monotonic() + 60
+        while (len(lb.requests_to("/listens")) < wanted and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
-        proc.wait()
+        proc.wait(timeout=60)
         if db.exists():
             # whatever the moment, no duplicate, and nothing missing up to the cursor
             got = archived(db)
             assert len(got) == len(set(got))
             cursor = cursor_of(db)
             if cursor is not None:
+                checked += 1
                 assert ([x for x in expected if x[0] <= cursor]
                         == [x for x in got if x[0] <= cursor])
         if proc.returncode == 0:
             break  # it finished before the kill: nothing left to interrupt
-    assert kills >= 2
+    assert kills >= 2 and checked >= 2
     final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
                            text=True, timeout=120)
     assert final.returncode == 0, final.stderr

@@ -5,6 +5,14 @@ from __future__ import annotations
 import scrobbler_cli
 
 
+def test_all_is_the_documented_public_api() -> None:
+    assert set(scrobbler_cli.__all__) == {
+        "Archive", "SourceRecord", "Account", "Page", "SyncReport", "ExportReport",
+        "StatsReport", "ScrobError", "import_file", "compute_stats", "save_pages",
+        "sync_account", "export_listens", "__version__",
+    }
+
+
 def test_all_names_resolve() -> None:
     for name in scrobbler_cli.__all__:
         assert getattr(scrobbler_cli, name) is not None, name
