@@ -409,3 +409,48 @@ def test_the_token_never_shows_with_verbose(
     assert refused.code == 3
     assert "revoked-token-5678" not in refused.out + refused.err
     assert "not valid" in refused.err
+
+
+def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
+        lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i * 60, f"Artist {i % 7}", f"Track {i}")
+                             for i in range(12_000)])
+    lb.latency = 0.02
+    expected = server_listens(lb)
+    command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(lb.requests_to("/listens")) < 10 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the sync ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert out == ""
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+    got = archived(db)
+    assert len(got) == len(set(got))  # no half-written page, no duplicate
+    cursor = cursor_of(db)
+    if cursor is not None:
+        assert [x for x in expected if x[0] <= cursor] == [x for x in got if x[0] <= cursor]
+    final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert archived(db) == expected
+
+
+def test_secrets_never_reach_the_archive_or_the_settings(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        isolated_env: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i * 60, "A", f"T{i}") for i in range(50)])
+    assert scrob_proc("auth", "listenbrainz", input=TOKEN + "\n").code == 0
+    for args in (("-v", "sync", "listenbrainz"), ("-v", "export", "listenbrainz", "--json")):
+        result = scrob_proc(*args)
+        assert TOKEN not in result.out + result.err
+    scanned = 0
+    for path in isolated_env.rglob("*"):
+        if path.is_file() and path.name != "keyring.json":  # the test's stand-in keyring
+            assert TOKEN.encode() not in path.read_bytes(), path
+            scanned += 1
+    assert scanned >= 2 and db.exists()
