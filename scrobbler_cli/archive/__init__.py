@@ -424,10 +424,10 @@ class Archive:
                 )
                 args.append(name_key(value))
         if source is not None:
-            svc, _, acct = source.partition(":")
+            picked = _source_filter(source)
             where.append("EXISTS (SELECT 1 FROM sources s WHERE s.listen_id = l.id"
-                         " AND s.service = ?" + (" AND s.account = ?" if acct else "") + ")")
-            args.extend([svc, acct] if acct else [svc])
+                         " AND s.service = ? AND (? IS NULL OR s.account = ?))")
+            args.extend([picked["source"], picked["source_account"], picked["source_account"]])
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
                # listens of one second are ordered by what they are, not by row id, so

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CredentialsError
 from ..models import ServiceConfig
-
-ENV_HINT = {
-    "lastfm": "run `scrob auth lastfm`, or set SCROB_LASTFM_USER, SCROB_LASTFM_API_KEY "
-              "(and SCROB_LASTFM_API_SECRET, SCROB_LASTFM_SESSION_KEY)",
-    "listenbrainz": "run `scrob auth listenbrainz`, or set SCROB_LISTENBRAINZ_USER and "
-                    "SCROB_LISTENBRAINZ_TOKEN",
-}
 
 
 def service_config(service: str, user: str | None = None) -> ServiceConfig:
@@ -34,13 +26,6 @@ def service_config(service: str, user: str | None = None) -> ServiceConfig:
         user=user or settings.listenbrainz_user,
         token=credentials.get("listenbrainz_token").value,
     )
-
-
-def require_user(cfg: ServiceConfig) -> str:
-    if not cfg.user:
-        raise CredentialsError(f"no {cfg.service} account is configured",
-                               hint=ENV_HINT[cfg.service] + ", or pass --user")
-    return cfg.user
 
 
 def configured_services() -> list[str]:

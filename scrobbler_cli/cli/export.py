@@ -21,11 +21,10 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     from ..export import ExportOptions, export_listens
     from ..timeparse import parse_date
     from . import state
-    from .common import require_user, service_config
+    from .common import service_config
 
     st = state()
     cfg = service_config(service, user)
-    require_user(cfg)
     items: list[dict[str, object]] = []
 
     def on_item(item: dict[str, object]) -> None:

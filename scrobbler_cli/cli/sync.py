@@ -29,7 +29,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     from ..sync import SyncOptions, sync_account
     from ..timeparse import parse_date, parse_duration
     from . import state
-    from .common import require_user, service_config
+    from .common import service_config
 
     st = state()
     start = parse_date(since) if since else None
@@ -40,7 +40,6 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
         for service in services:
             cfg = service_config(service, user)
             try:
-                require_user(cfg)
                 with render.progress(f"{service} {cfg.user}", enabled=not st.quiet) as bar:
                     def progress(e: Progress, bar: Callable[..., None] = bar) -> None:
                         bar(e.done, total=e.total, info=f"{e.listens:,} listens")
