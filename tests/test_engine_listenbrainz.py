@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -525,6 +526,47 @@ def test_bisection_finds_each_bad_listen_with_few_requests(archive: Archive) -> 
     sender.finish()
     assert (report.submitted, report.rejected) == (996, 4)
     assert len(calls) < 4 * 2 * 10  # about 2·log2(1000) requests per bad listen
+
+
+def test_batches_go_out_two_at_a_time_and_each_is_settled(archive: Archive) -> None:
+    """A stub client whose calls wait for each other: only two at once get through."""
+    seed(archive, history(4000, start=NOW - 300 * DAY))
+    both_in_flight = threading.Barrier(engine.IN_FLIGHT, timeout=10)
+    active = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    class Pairs:
+        class http:  # noqa: N801 - mimics ListenBrainzClient.http
+            requests = 0
+
+        def submit_import(self, payloads: list[dict[str, Any]]) -> None:
+            with guard:
+                active["now"] += 1
+                active["most"] = max(active["most"], active["now"])
+            both_in_flight.wait()  # breaks (and the export fails) unless two are on the wire
+            with guard:
+                active["now"] -= 1
+
+    report = engine.ExportReport(target="listenbrainz:alice")
+    sender = engine._Sender(archive, LB, Pairs(), report, None)  # type: ignore[arg-type]
+    listens = list(archive.missing_for(LB))
+    for i in range(0, 4000, 1000):
+        sender.start([(x.id, engine.listen_payload(x.to_record())) for x in listens[i:i + 1000]])
+    sender.finish()
+    assert active["most"] == engine.IN_FLIGHT == 2
+    assert report.submitted == 4000
+    assert not list(archive.missing_for(LB))  # every accepted batch recorded as pushed
+
+
+def test_a_batch_refused_while_the_next_is_in_flight_is_resent(fake: FakeListenBrainz,
+                                                               archive: Archive) -> None:
+    seed(archive, history(2500))
+    refuse_submits(fake, 1, "Try again.")
+    report = engine.export(archive, cfg(fake), ExportOptions())
+    assert (report.submitted, report.rejected) == (2500, 0)
+    assert len(fake.listens("alice")) == 2500
+    assert sorted(r.status for r in submits(fake)) == [200] * 4 + [400]
+    assert engine.export(archive, cfg(fake), ExportOptions()).candidates == 0
 
 
 def test_a_server_refusing_everything_stops_the_export(fake: FakeListenBrainz,

@@ -454,8 +454,9 @@ class Archive:
         A listen is present on an account when a record of that account was matched to
         it (archive.md identity rules); unless ``include_pushed``, listens already pushed
         there are left out too. ``source`` keeps only listens seen by that service.
+        Their ``accounts`` are left empty: what to send does not depend on them.
         """
-        sql = queries.MISSING_FOR.format(columns=queries.LISTEN_COLUMNS)
+        sql = queries.MISSING_FOR.format(columns=queries.BARE_COLUMNS)
         params = {
             "service": account.service, "account": account.name,
             "include_pushed": int(include_pushed),

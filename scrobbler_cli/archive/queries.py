@@ -42,6 +42,13 @@ l.release_mbid, l.artist_mbids,
        ORDER BY service, account, listened_at) s) AS accounts
 """
 
+# The same columns without the accounts each listen was seen by: exports do not need
+# them, and the correlated group_concat is a third of reading a candidate.
+BARE_COLUMNS = """
+l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
+l.release_mbid, l.artist_mbids, NULL AS accounts
+"""
+
 # Listens an account lacks: no record of that account is attached to them (attachment
 # is decided by the matching rules when records are saved) and, optionally, not pushed
 # there before.

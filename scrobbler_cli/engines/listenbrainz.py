@@ -77,6 +77,8 @@ CANDIDATE_CHUNK = 5000
 #: per-listen average rule is always applied by ``batches``).
 BATCH_LISTENS = MAX_LISTENS_PER_REQUEST
 BATCH_BYTES = MAX_LISTEN_PAYLOAD_SIZE
+#: Import requests on the wire at once: the server checks one while the next travels.
+IN_FLIGHT = 2
 #: Seconds a failed request waits before its first retry (doubling, with jitter).
 RETRY_BACKOFF = 1.0
 
@@ -363,25 +365,28 @@ class _Sender:
         self.log = log
         self.rejected_in_a_row = 0
 
-        self._inflight: tuple[list[tuple[int, dict[str, Any]]], _Background] | None = None
+        self._inflight: deque[tuple[list[tuple[int, dict[str, Any]]], _Background]] = deque()
 
     def start(self, items: list[tuple[int, dict[str, Any]]]) -> None:
-        """Send a batch in the background, after settling the one before it.
+        """Send a batch in the background, once fewer than ``IN_FLIGHT`` are on the wire.
 
-        The next batch is read from the archive, built and checked while this one is
-        on the wire; pushes are still recorded (here, in the archive's thread) only once
-        the server has accepted them, and batches still go one at a time, in order.
+        The next batch is read from the archive, built and checked while these are
+        sent, and the server works on one while the next travels; pushes are still
+        recorded (here, in the archive's thread) only once the server has accepted
+        them, and batches are settled in the order they were sent.
         """
-        self.finish()
-        self._inflight = (items, _Background(self.client.submit_import,
-                                             [p for _, p in items]))
+        while len(self._inflight) >= IN_FLIGHT:
+            self._settle_oldest()
+        self._inflight.append((items, _Background(self.client.submit_import,
+                                                  [p for _, p in items])))
 
     def finish(self) -> None:
-        """Wait for the batch in flight; record it, or split it if it was refused."""
-        if self._inflight is None:
-            return
-        items, job = self._inflight
-        self._inflight = None
+        """Wait for every batch in flight; record each, or split it if it was refused."""
+        while self._inflight:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        items, job = self._inflight.popleft()
         try:
             job.result()
         except SubmissionRejected as exc:

@@ -409,6 +409,9 @@ def _check_additional_info(info: Any) -> str | None:
     return None
 
 
+_TOP_LEVEL_KEYS = frozenset(("listened_at", "track_metadata"))
+
+
 def validate_listen(payload: Mapping[str, Any], now: int) -> str | None:
     """Why ListenBrainz would reject this ``import`` listen, or None if it would not.
 
@@ -419,8 +422,8 @@ def validate_listen(payload: Mapping[str, Any], now: int) -> str | None:
     """
     if not _is_mapping(payload):
         return "listen is not a JSON object"
-    extra = sorted(str(k) for k in payload if k not in ("listened_at", "track_metadata"))
-    if extra:
+    if not payload.keys() <= _TOP_LEVEL_KEYS:
+        extra = sorted(str(k) for k in payload if k not in _TOP_LEVEL_KEYS)
         return f"only listened_at and track_metadata are allowed at the top level, not {extra}"
     if "listened_at" not in payload:
         return "listened_at is missing"
