@@ -14,7 +14,8 @@ archive's commits. Each figure is printed with its target.
   unthrottled (SCROB_LASTFM_RATE), so it measures scrob's own work per listen;
 - latency: 250 ms injected per request at the default 5 requests/s: wall time against
   requests / 5 s, once with scrob's concurrent fetching and once one page at a time;
-- rss: the peak resident memory of the scrob process while it syncs --rss-listens.
+- rss: the peak resident memory of scrob (and its writer process, summed; see
+  memory.py) while it syncs --rss-listens.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from memory import PeakRss  # noqa: E402
 from synthetic import history  # noqa: E402
 
 from tests.fakes.lastfm_server import FakeLastfm  # noqa: E402
@@ -67,7 +69,8 @@ def load(fake: FakeLastfm, n: int) -> None:
 
 def run_sync(fake: FakeLastfm, work: Path, *, rate: float | None = None,
              sequential: bool = False) -> tuple[float, dict[str, Any], int]:
-    """One fresh full sync in a subprocess: (wall seconds, JSON summary, peak RSS KiB)."""
+    """One fresh full sync in a subprocess: (wall seconds, JSON summary, peak RSS KiB of
+    scrob and its writer process)."""
     db = work / f"archive-{time.monotonic_ns()}.db"
     env = {**os.environ, "SCROB_DB": str(db), "SCROB_CONFIG": str(work / "config.toml"),
            "SCROB_LASTFM_API_URL": fake.url, "SCROB_LASTFM_USER": USER,
@@ -79,20 +82,19 @@ def run_sync(fake: FakeLastfm, work: Path, *, rate: float | None = None,
     head = [sys.executable, "-c", SEQUENTIAL] if sequential else \
         [sys.executable, "-m", "scrobbler_cli"]
     out_path, err_path = work / "out.json", work / "err.txt"
-    peak = 0
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        before = os.times()
         start = time.perf_counter()
         proc = subprocess.Popen([*head, "--quiet", "sync", "lastfm", "--json"], env=env,
                                 stdout=out, stderr=err, cwd=ROOT)
-        while True:
-            peak = max(peak, _high_water_kib(proc.pid))
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.01)
+        memory = PeakRss(proc.pid)
+        proc.wait()
         took = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        summary_cpu = usage.ru_utime + usage.ru_stime  # the child's own CPU seconds
+        peak = int(memory.stop() * 1024)  # KiB, scrob and its writer process
+        print(f"  (peak RSS per process, MB: {memory.each()})")
+        after = os.times()
+        summary_cpu = (after.children_user - before.children_user
+                       + after.children_system - before.children_system)
     if proc.returncode != 0:
         sys.exit(f"scrob failed ({proc.returncode}): {err_path.read_text()[-2000:]}")
     summary = json.loads(out_path.read_text())
@@ -100,23 +102,6 @@ def run_sync(fake: FakeLastfm, work: Path, *, rate: float | None = None,
     for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         p.unlink(missing_ok=True)
     return took, summary, peak
-
-
-def _high_water_kib(pid: int) -> int:
-    """The process's own peak RSS since it started scrob (VmHWM), 0 once it is gone.
-
-    Not ``ru_maxrss``: Linux carries that across exec, so a child forked from this
-    process (which holds the fake server and its listens) would report this process's
-    size at the fork. VmHWM only grows, so the last value read is the peak.
-    """
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def throughput(n: int, work: Path) -> None:
@@ -150,7 +135,7 @@ def rss(n: int, work: Path) -> None:
         load(fake, n)
         took, summary, peak = run_sync(fake, work, rate=1_000_000)
     assert summary["fetched"] == n, summary
-    print(f"  peak RSS of the scrob process {peak / 1024:.0f} MB ({took:.1f}s, "
+    print(f"  peak RSS of scrob and its writer process {peak / 1024:.0f} MB ({took:.1f}s, "
           f"{n / took:,.0f} listens/s, scrob CPU {summary['cpu_seconds']:.0f}s)"
           "  (target <= 150 MB)")
 

@@ -9,8 +9,8 @@ with its target:
 - full sync of ``--listens`` listens: listens/s (target >= 60,000/s);
 - export of ``--listens`` listens to an empty account: submit requests (target exactly
   one per 1000, plus retries) and listens/s (target >= 30,000/s);
-- peak RSS of the `scrob` process while syncing ``--rss-listens`` listens (target
-  <= 150 MB): the process's own VmHWM, read as it exits (see ``WRAPPER``).
+- peak RSS of `scrob` while syncing ``--rss-listens`` listens (target <= 150 MB): the
+  sum of its own peak and its writer process's (``memory.PeakRss``).
 
 The fake's own first-time JSON encoding of each listen is warmed up by an unmeasured
 sync first, so the figures are scrob's, not the fake's.
@@ -32,28 +32,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from memory import PeakRss  # noqa: E402
 from synthetic import history, write_ndjson  # noqa: E402
 
 from tests.fakes.listenbrainz_server import FakeListenBrainz  # noqa: E402
 
 TOKEN = "bench-token-0000-1111-2222"
-
-
-#: Runs scrob and, at exit, writes the process's own peak RSS (VmHWM, kB) to a file.
-#: ``wait4``/``RUSAGE_CHILDREN`` cannot be used: Linux carries the parent's high-water
-#: mark across fork+exec, so a child of this process (which holds the fake's listens)
-#: would report this process's size, not its own.
-WRAPPER = """
-import atexit, runpy, sys
-def _hwm(path=sys.argv[1]):
-    with open("/proc/self/status") as fh:
-        kb = next(line.split()[1] for line in fh if line.startswith("VmHWM:"))
-    with open(path, "w") as out:
-        out.write(kb)
-atexit.register(_hwm)
-sys.argv = ["scrob", *sys.argv[2:]]
-runpy.run_module("scrobbler_cli", run_name="__main__", alter_sys=True)
-"""
 
 
 class Cpu:
@@ -65,22 +49,23 @@ class Cpu:
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run scrob; (wall seconds, peak RSS in MB of that one process, stdout)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
-        before = os.times()
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", WRAPPER, hwm.name, *args], env=env,
-                              capture_output=True, text=True)
-        took = time.perf_counter() - start
-        after = os.times()
-        Cpu.scrob = (after.children_user - before.children_user
-                     + after.children_system - before.children_system)
-        Cpu.server = after.user - before.user + after.system - before.system
-        if proc.returncode != 0:
-            sys.exit(f"scrob {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        text = hwm.read().strip()
-    rss = int(text) / 1024 if text else float("nan")
-    return took, rss, proc.stdout
+    """Run scrob; (wall seconds, peak RSS in MB of it and its writer process, stdout)."""
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "scrobbler_cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    memory = PeakRss(proc.pid)
+    out, err = proc.communicate()
+    took = time.perf_counter() - start
+    rss = memory.stop()
+    print(f"  (peak RSS per process, MB: {memory.each()})")
+    after = os.times()
+    Cpu.scrob = (after.children_user - before.children_user
+                 + after.children_system - before.children_system)
+    Cpu.server = after.user - before.user + after.system - before.system
+    if proc.returncode != 0:
+        sys.exit(f"scrob {' '.join(args)} failed ({proc.returncode}): {err[-2000:]}")
+    return took, rss, out
 
 
 def env_for(work: Path, fake: FakeListenBrainz, user: str, name: str) -> dict[str, str]:
@@ -152,8 +137,8 @@ def bench_rss(work: Path, fake: FakeListenBrainz, n: int) -> None:
     took, rss, out = run(["--quiet", "sync", "listenbrainz", "--json"], env)
     report = json.loads(out)
     print(f"sync {report['new']:,} listens: {took:.1f}s = {report['new'] / took:,.0f} "
-          f"listens/s; peak RSS {rss:.0f} MB (target <= 150 MB); CPU: scrob "
-          f"{Cpu.scrob:.1f}s")
+          f"listens/s; peak RSS {rss:.0f} MB, scrob and its writer process "
+          f"(target <= 150 MB); CPU: scrob {Cpu.scrob:.1f}s")
 
 
 def main() -> None:

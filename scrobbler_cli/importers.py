@@ -22,7 +22,7 @@ import orjson
 
 from .archive import Archive
 from .errors import BadInput, UsageError
-from .models import Account, SourceRecord
+from .models import Account, SaveResult, SourceRecord
 
 FORMATS = ("auto", "scrob", "listenbrainz")
 BATCH = 20_000
@@ -220,13 +220,17 @@ def import_file(
     if fmt != "auto":
         parser = parse_scrob if fmt == "scrob" else parse_listenbrainz
 
+    def tally(saved: SaveResult) -> None:
+        report.new += saved.new
+        report.merged += saved.merged
+        report.duplicates += saved.duplicates
+
+    saver = archive.saver(tally)
+
     def flush(account: Account) -> None:
         batch = pending.pop(account, [])
         if batch:
-            saved = archive.save_records(account, batch)
-            report.new += saved.new
-            report.merged += saved.merged
-            report.duplicates += saved.duplicates
+            saver.save(account, batch)
 
     Seen = tuple[tuple[str, ...], dict[str, int]]  # accounts, and their own times
 
@@ -254,22 +258,23 @@ def import_file(
             yield where, record, (accounts, times or {})
 
     try:
-        for where, record, (accounts, times) in parsed():
-            if isinstance(record, str):
-                _problem(report, where, record, on_problem)
-                continue
-            report.records += 1
-            for acct in accounts or (default_account.source,):
-                account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
-                batch = pending.setdefault(account, [])
-                own = times.get(acct)  # that account's own time of the play, if it differs
-                batch.append(record if own is None else replace(record, listened_at=own))
-                if len(batch) >= BATCH:
-                    flush(account)
-            if on_progress and report.records % 10_000 == 0:
-                on_progress(report.records)
-        for account in list(pending):
-            flush(account)
+        with saver:
+            for where, record, (accounts, times) in parsed():
+                if isinstance(record, str):
+                    _problem(report, where, record, on_problem)
+                    continue
+                report.records += 1
+                for acct in accounts or (default_account.source,):
+                    account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
+                    batch = pending.setdefault(account, [])
+                    own = times.get(acct)  # that account's own time of the play, if it differs
+                    batch.append(record if own is None else replace(record, listened_at=own))
+                    if len(batch) >= BATCH:
+                        flush(account)
+                if on_progress and report.records % 10_000 == 0:
+                    on_progress(report.records)
+            for account in list(pending):
+                flush(account)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
     if report.format == "auto":

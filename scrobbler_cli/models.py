@@ -93,6 +93,11 @@ class SyncReport:
     complete: bool = False
     error: str | None = None
 
+    def tally(self, saved: SaveResult) -> None:
+        """Count a saved batch: a listen matched to another source's is new here too."""
+        self.new += saved.new + saved.merged
+        self.duplicates += saved.duplicates
+
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "service": self.service,

@@ -266,3 +266,14 @@ def test_assign_is_one_to_one_smallest_gap_first() -> None:
     chosen = assign(pairs)
     assert chosen == {1: a, 2: b}
     assert a.taken and b.taken
+
+
+def test_a_repeat_never_takes_the_candidate_a_new_record_needs(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T)])
+    archive.save_records(LB, [rec(T + 50)])  # the same play, seen by ListenBrainz
+    archive.save_records(LB, [rec(T + 200)])  # a second play only ListenBrainz has
+    # Last.fm re-read: its first play again (nearer the second play than its own second
+    # play is, but a repeat), and its second play, 280 s from ListenBrainz's
+    saved = archive.save_records(LASTFM, [rec(T), rec(T + 480)])
+    assert (saved.duplicates, saved.merged, saved.new) == (1, 1, 0)
+    assert archive.count() == 2

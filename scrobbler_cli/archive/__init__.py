@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
 from ..models import Account, Listen, SaveResult, SourceRecord
 from ..normalize import SEP, name_key
 from . import queries
+
+if TYPE_CHECKING:
+    from .writer import Saver
 
 DEFAULT_WAIT = 10.0  # seconds a writer waits for the lock (archive/lock.py)
 
@@ -34,9 +38,11 @@ _WINDOW = 86400
 # Fold the unfolded tail into the per-name counts once it is this long (and on close).
 FOLD_AFTER = 50_000
 # Name-key and row-id caches hold at most this many entries each (memory stays flat).
-# 20,000 keeps a 1,000,000-listen sync under 150 MB peak RSS; larger caches bought no
-# measurable speed (the misses are indexed lookups), only ~60 MB more at the peak.
-_CACHE_MAX = 20_000
+# A big sync runs in two processes (archive/writer.py) whose peaks together must stay
+# under 150 MB for 1,000,000 listens; 20,000 was measurably no faster than 10,000 (the
+# misses are indexed lookups) and cost ~6 MB more. SQLite's page cache is 8 MB for the
+# same reason.
+_CACHE_MAX = 10_000
 
 __all__ = ["Archive", "SCHEMA_VERSION"]
 
@@ -51,10 +57,14 @@ class Archive:
         readonly: bool = False,
         lock_wait: float = DEFAULT_WAIT,
         tolerance: int = DEFAULT_TOLERANCE,
+        background: bool = False,
+        lock: bool = True,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self.tolerance = tolerance
+        # ``saver()`` hands big batches to a writer process (archive/writer.py)
+        self.background = background and not readonly and str(path) != ":memory:"
         self._memory = str(path) == ":memory:"
         self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
@@ -65,7 +75,7 @@ class Archive:
                 f"no archive at {self.path}",
                 hint="run `scrob sync` or `scrob import` first, or pass --db",
             )
-        if not readonly and not self._memory:
+        if not readonly and not self._memory and lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -94,7 +104,7 @@ class Archive:
             # WAL + NORMAL: a crash or kill never corrupts or half-applies a transaction;
             # a power cut may undo the last commits, cursor included, so a re-run refetches.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA cache_size = -16384")  # 16 MB: bounded memory
+            conn.execute("PRAGMA cache_size = -8192")  # 8 MB: bounded memory
             conn.execute("PRAGMA user_version").fetchone()  # fails on a non-database file
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(
@@ -118,10 +128,7 @@ class Archive:
             Archive(self.path, tolerance=self.tolerance).close()
             self.conn = self._connect()
             return
-        from sqlite_utils import Database
-
-        from .migrations import migrations
-
+        Database, migrations = _migration_tools()
         if not self._memory:
             self.conn.execute("PRAGMA journal_mode = WAL")
         try:
@@ -237,9 +244,11 @@ class Archive:
         hi = batch[-1].listened_at + self.tolerance
         svc, acct = account.service, account.name
         seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, (svc, acct, lo, hi)))
+        # Other sources' listens near the batch that this account has no record of yet:
+        # the only ones a record may join (a single-source sync finds none at all).
         index = CandidateIndex()
-        for lid, t, tid, mbid, taken in conn.execute(queries.CANDIDATES, (svc, acct, lo, hi)):
-            index.add(Candidate(lid, t, bool(taken)), tid, mbid)
+        for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, (lo, hi, svc, acct)):
+            index.add(Candidate(lid, t), tid, mbid)
 
         keys = []
         want_artists: dict[str, tuple[str | None, int | None]] = {}
@@ -274,23 +283,28 @@ class Archive:
         new_sources: list[tuple[Any, ...]] = []
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
-        fresh: list[tuple[int, SourceRecord, int, int, str | None]] = []
-        pairs: list[tuple[int, int, int, Candidate]] = []
+        matched: dict[int, Candidate] = {}
+        if index:
+            pairs: list[tuple[int, int, int, Candidate]] = []
+            known = set(seen)  # repeats are not offered a candidate they would waste
+            for idx, (rec, k) in enumerate(zip(batch, keys)):
+                ident = (rec.listened_at, track_ids[k[1]])
+                if ident in known:
+                    continue
+                known.add(ident)
+                pairs.extend((abs(c.listened_at - rec.listened_at), c.listen_id, idx, c)
+                             for c in index.within(rec.listened_at, ident[1],
+                                                   rec.recording_mbid, self.tolerance))
+            matched = assign(pairs) if pairs else {}
+        dumps = json.dumps
         for idx, (rec, (a_key, t_key, b_key)) in enumerate(zip(batch, keys)):
             track_id = track_ids[t_key]
             ident = (rec.listened_at, track_id)
-            if ident in seen:
+            if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
                 continue
             seen.add(ident)
-            fresh.append((idx, rec, artist_ids[a_key], track_id, b_key))
-            if index:
-                pairs.extend((abs(c.listened_at - rec.listened_at), c.listen_id, idx, c)
-                             for c in index.within(rec.listened_at, track_id,
-                                                   rec.recording_mbid, self.tolerance))
-        matched = assign(pairs) if pairs else {}
-        for idx, rec, artist_id, track_id, b_key in fresh:
-            match = matched.get(idx)
+            match = matched.get(idx) if matched else None
             if match is not None:
                 listen_id = match.listen_id
                 result.merged += 1
@@ -299,16 +313,15 @@ class Archive:
                 # from this source) may match it, so it never joins the candidates.
                 listen_id = next_id
                 next_id += 1
-                album_id = album_ids[b_key] if b_key else None
                 new_listens.append((
                     listen_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
                     rec.duration, rec.recording_mbid, rec.release_mbid,
-                    json.dumps(list(rec.artist_mbids)) if rec.artist_mbids else None,
-                    artist_id, track_id, album_id,
+                    dumps(list(rec.artist_mbids)) if rec.artist_mbids else None,
+                    artist_ids[a_key], track_id, album_ids[b_key] if b_key else None,
                 ))
-                result.new += 1
             new_sources.append((listen_id, svc, acct, rec.listened_at, track_id,
                                 rec.remote_id, rec.raw, now))
+        result.new += len(new_listens)
         conn.executemany(queries.INSERT_LISTEN, new_listens)
         conn.executemany(queries.INSERT_SOURCE, new_sources)
 
@@ -343,6 +356,21 @@ class Archive:
             marks = ", ".join("?" * len(rows[0]))
             self.conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
         return cache
+
+    def saver(self, on_saved: Callable[[SaveResult], None] | None = None) -> Saver:
+        """A context for saving many batches: ``save(account, records, cursor=...)``.
+
+        With ``background`` (the CLI's syncs and imports), batches after a small first
+        one are saved by a writer process while the caller fetches and parses the next
+        (archive/writer.py); otherwise each is saved at once. Either way each batch is
+        one transaction with its cursor, and ``on_saved`` gets each batch's counts, in
+        order.
+        """
+        from .writer import BackgroundSaver, Saver
+
+        if self.background:
+            return BackgroundSaver(self, on_saved)
+        return Saver(self, on_saved)
 
     def set_cursor(self, account: Account, cursor: int) -> None:
         self.save_records(account, [], cursor=cursor)
@@ -484,6 +512,24 @@ class Archive:
             **_source_filter(source),
         }
         return int(self.conn.execute(queries.COUNT_PRESENT, params).fetchone()[0])
+
+
+def _migration_tools() -> tuple[Any, Any]:
+    """sqlite-utils' ``Database`` and scrob's migrations, imported without the packages
+    sqlite-utils loads whenever they are installed (numpy, pandas: 20 MB or more, and
+    tens of milliseconds) and which scrob never uses."""
+    blocked = [name for name in ("numpy", "pandas") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        from sqlite_utils import Database
+
+        from .migrations import migrations
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return Database, migrations
 
 
 def _source_filter(source: str | None) -> dict[str, str | None]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# Listens of other sources near a batch that the saving account has no record of: the
+# ones its records may join (archive.md, one-to-one matching).
 CANDIDATES = """
-SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
-       EXISTS (SELECT 1 FROM sources s
-               WHERE s.listen_id = l.id AND s.service = ? AND s.account = ?) AS taken
+SELECT l.id, l.listened_at, l.track_id, l.recording_mbid
 FROM listens l
 WHERE l.listened_at BETWEEN ? AND ?
+  AND NOT EXISTS (SELECT 1 FROM sources s
+                  WHERE s.listen_id = l.id AND s.service = ? AND s.account = ?)
 ORDER BY l.listened_at, l.id
 """
 

@@ -36,8 +36,9 @@ class State:
 
             log_to_stderr(redact(line))
 
-    def archive(self, *, readonly: bool = False) -> "Any":
-        """Open the archive the options and environment point to."""
+    def archive(self, *, readonly: bool = False, background: bool = False) -> "Any":
+        """Open the archive the options and environment point to; ``background`` lets
+        big syncs and imports save in a writer process (archive/writer.py)."""
         from .. import config
         from ..archive import Archive
 
@@ -45,7 +46,7 @@ class State:
         path = config.db_path(self.db)
         self.log(f"archive: {path}")
         return Archive(path, readonly=readonly, lock_wait=float(settings.lock_wait),
-                       tolerance=int(settings.match_tolerance))
+                       tolerance=int(settings.match_tolerance), background=background)
 
 
 _state = State()

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             elif shown == 51:
                 render.warn("more invalid records; only the first 50 are listed")
 
-        with st.archive() as archive, render.progress(
+        with st.archive(background=True) as archive, render.progress(
                 f"importing {path.name}", enabled=not st.quiet) as bar:
             report = import_file(archive, path, fmt=fmt, on_problem=problem,
                                  on_progress=lambda n: bar(info=f"{n:,} records"))

@@ -36,7 +36,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
     failed: list[str] = []
-    with st.archive() as archive:
+    with st.archive(background=True) as archive:
         for service in services:
             cfg = service_config(service, user)
             try:

@@ -87,8 +87,9 @@ PAGE_SIZE = MAX_LIMIT
 CONCURRENCY = 4
 #: Most records committed in one transaction: pages that arrived while the previous
 #: commit ran are saved together, because each commit writes every database page it
-#: touched to the WAL (the archive's per-name counters touch many), whatever its size.
-GROUP = 5000
+#: touched to the WAL (the name tables' key indexes touch many), whatever its size. Kept
+#: small enough that a sync and its writer process stay under 150 MB (docs/performance.md).
+GROUP = 2000
 #: Re-reads in a row that did not move the walk's start forward before the sync gives
 #: up (exit 4).
 MAX_STALLS = 6
@@ -421,14 +422,13 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     pages = walk(fetch, start, to, page_size=PAGE_SIZE, width=CONCURRENCY, group=GROUP,
                  on_round=on_round, log=log)
     try:
-        for records, bound, n in pages:
-            saved = archive.save_records(account, records, cursor=bound if claims else None)
-            report.fetched += saved.received
-            report.new += saved.new + saved.merged
-            report.duplicates += saved.duplicates
-            done[0] += n
-            if options.on_progress:
-                options.on_progress(Progress(done[0], None, report.fetched))
+        with archive.saver(report.tally) as saver:
+            for records, bound, n in pages:
+                saver.save(account, records, cursor=bound if claims else None)
+                report.fetched += len(records)
+                done[0] += n
+                if options.on_progress:
+                    options.on_progress(Progress(done[0], None, report.fetched))
     finally:
         stop.set()
         pages.close()

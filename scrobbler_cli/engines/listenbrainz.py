@@ -85,7 +85,7 @@ RETRY_BACKOFF = 1.0
 #: Pages that arrive within this many seconds of each other share one commit...
 GROUP_SECONDS = 0.5
 #: ...up to this many (see ``_groups``).
-GROUP_PAGES = 8
+GROUP_PAGES = 4
 
 Log = Callable[[str], None]
 
@@ -247,17 +247,16 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
         total = _total(client, config.user, options.log) if start == FIRST_MIN_TS else None
         if options.on_progress:
             options.on_progress(Progress(0, total, 0))
-        for group in _groups(walk(client, config.user, start, upper, log=options.log)):
-            records = [r for page, _ in group for r in page.records]
-            cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
-            saved = archive.save_records(account, records, cursor=cursor if contiguous else None)
-            report.fetched += sum(fetched for _, fetched in group)
-            report.new += saved.new + saved.merged
-            report.duplicates += saved.duplicates
-            if options.on_progress:
-                options.on_progress(Progress(
-                    report.fetched, None if total is None else max(total, report.fetched),
-                    report.fetched))
+        with archive.saver(report.tally) as saver:
+            for group in _groups(walk(client, config.user, start, upper, log=options.log)):
+                records = [r for page, _ in group for r in page.records]
+                cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
+                saver.save(account, records, cursor=cursor if contiguous else None)
+                report.fetched += sum(fetched for _, fetched in group)
+                if options.on_progress:
+                    options.on_progress(Progress(
+                        report.fetched, None if total is None else max(total, report.fetched),
+                        report.fetched))
         if contiguous and prior is None and report.fetched == 0:
             # A first walk that found no listens at all: the account was empty when the
             # sync started. Saying so lets export tell "empty" from "never synced".

@@ -1,0 +1,72 @@
+"""Peak memory of a scrob process and of the writer process it may start.
+
+Read from /proc while they run: each process's own high-water mark (``VmHWM``), summed
+over the process and its children. Not ``ru_maxrss`` / ``RUSAGE_CHILDREN``: Linux carries
+that across fork+exec, so a scrob started by a benchmark (which holds the fake server's
+listens) would report the benchmark's size. ``VmHWM`` starts afresh at exec; the last
+value read for each process is kept (a read in the instant between fork and exec would
+show the parent's size, and is overwritten by the next). The sum of each process's peak
+is at least the peak of their sum, so the figure never flatters scrob.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+
+def _hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # the command name (field 2) may hold spaces: the parent id follows its ")"
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+class PeakRss:
+    """Polls ``pid`` and its children every ``interval`` seconds until ``stop()``."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.last: dict[int, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            for pid in [self.pid, *_children(self.pid)]:
+                kib = _hwm_kib(pid)
+                if kib is not None:
+                    self.last[pid] = kib
+            self._done.wait(self.interval)
+
+    def stop(self) -> float:
+        """Stop polling; the peak in MB (processes summed) and how many were seen."""
+        self._done.set()
+        self._thread.join()
+        return sum(self.last.values()) / 1024
+
+    def each(self) -> str:
+        """Each process's peak in MB, scrob first (for the figures' notes)."""
+        return " + ".join(f"{kib / 1024:.0f}" for kib in self.last.values())

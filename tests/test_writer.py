@@ -1,0 +1,138 @@
+"""The writer process (archive/writer.py): saves like the archive itself, in order,
+and fails loudly and safely."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scrobbler_cli.archive import Archive, writer
+from scrobbler_cli.errors import ArchiveError
+from scrobbler_cli.models import Account, SaveResult, SourceRecord
+
+LASTFM = Account("lastfm", "alice")
+LB = Account("listenbrainz", "alice")
+T = 1_700_000_000
+
+
+def plays(n: int, start: int = T, step: int = 600, source: str = "lfm") -> list[SourceRecord]:
+    return [SourceRecord(start + i * step, f"Artist {i % 37}", f"Track {i % 101}",
+                         f"Album {i % 13}", 200 + i % 50, remote_id=f"{source}-{i}",
+                         raw=f'{{"n":{i}}}') for i in range(n)]
+
+
+def batches() -> list[tuple[Account, list[SourceRecord], int]]:
+    """Last.fm pages, then ListenBrainz pages holding the same plays 40 s later (to be
+    matched) and some of its own, then a Last.fm page seen again (all duplicates)."""
+    lfm = plays(3000)
+    lb = [SourceRecord(r.listened_at + 40, r.artist, r.track, r.album, remote_id=f"lb-{i}")
+          for i, r in enumerate(lfm[:1500])] + plays(700, start=T + 3000 * 600, source="lb")
+    return [(LASTFM, lfm[:1200], lfm[1199].listened_at), (LASTFM, lfm[1200:], lfm[-1].listened_at),
+            (LB, lb[:1100], lb[1099].listened_at), (LB, lb[1100:], lb[-1].listened_at),
+            (LASTFM, lfm[:1500], lfm[-1].listened_at)]
+
+
+def contents(path: Path) -> tuple[list[tuple[object, ...]], ...]:
+    with sqlite3.connect(path) as conn:
+        return (
+            conn.execute("SELECT id, listened_at, artist, track, album, artist_id, track_id,"
+                         " album_id FROM listens ORDER BY id").fetchall(),
+            conn.execute("SELECT listen_id, service, account, listened_at, remote_id, raw"
+                         " FROM sources ORDER BY id").fetchall(),
+            conn.execute("SELECT service, account, cursor FROM cursors ORDER BY 1").fetchall(),
+            conn.execute("SELECT key, name, listens FROM tracks ORDER BY id").fetchall(),
+        )
+
+
+def save_all(path: Path, *, background: bool) -> list[SaveResult]:
+    results: list[SaveResult] = []
+    with Archive(path, background=background) as archive, \
+            archive.saver(results.append) as saver:
+        kind = type(saver)
+        for account, records, cursor in batches():
+            saver.save(account, records, cursor=cursor)
+    assert kind is (writer.BackgroundSaver if background else writer.Saver)
+    return results
+
+
+def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path) -> None:
+    here = save_all(tmp_path / "here.db", background=False)
+    there = save_all(tmp_path / "there.db", background=True)
+    assert there == here
+    assert [(r.new, r.merged, r.duplicates) for r in here] == [
+        (1200, 0, 0), (1800, 0, 0), (0, 1100, 0), (700, 400, 0), (0, 0, 1500)]
+    assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
+
+
+def test_a_small_first_batch_is_saved_without_a_second_process(tmp_path: Path) -> None:
+    seen: list[SaveResult] = []
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(seen.append) as saver:
+            saver.save(LASTFM, plays(10), cursor=T)
+            assert isinstance(saver, writer.BackgroundSaver) and saver._proc is None
+            assert seen == [SaveResult(received=10, new=10)]  # reported at once
+        assert archive.count() == 10 and archive.get_cursor(LASTFM) == T
+
+
+def test_batches_are_reported_in_order_and_at_most_two_wait(tmp_path: Path) -> None:
+    seen: list[int] = []
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(lambda r: seen.append(r.received)) as saver:
+            for i in range(6):
+                saver.save(LASTFM, plays(1000 + i, start=T + i * 10**6))
+                assert saver._waiting <= writer.DEPTH
+            assert len(seen) >= 6 - writer.DEPTH  # the child is never far behind
+        assert seen == [1000 + i for i in range(6)]
+        assert archive.count() == sum(1000 + i for i in range(6))
+
+
+def test_an_error_in_the_writer_is_raised_here_and_earlier_batches_stay(
+        tmp_path: Path) -> None:
+    when = "soon"  # not a time: the writer fails on this batch
+    bad = [SourceRecord(T, "A", "B")] * 999 + [SourceRecord(when, "A", "B")]  # type: ignore[arg-type]
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with pytest.raises(ArchiveError, match="cannot save to the archive: TypeError"), \
+                archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, bad, cursor=T + 2)
+            saver.save(LASTFM, plays(1500, start=T + 10**7))
+        assert archive.count() == 1500 and archive.get_cursor(LASTFM) == T + 1
+
+
+def test_a_writer_that_dies_is_reported_and_what_it_saved_stays(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with pytest.raises(ArchiveError, match="stopped unexpectedly") as info, \
+                archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            while saver._waiting:  # let it finish the first batch
+                saver._report(saver._receive())
+            assert saver._proc is not None
+            saver._proc.kill()
+            saver.save(LASTFM, plays(1500, start=T + 10**7))
+            saver.save(LASTFM, plays(1500, start=T + 2 * 10**7))
+            saver.save(LASTFM, plays(1500, start=T + 3 * 10**7))
+        assert "run the same command again" in str(info.value)
+        assert archive.count() == 1500 and archive.get_cursor(LASTFM) == T + 1
+
+
+def test_an_interrupted_caller_still_gets_every_handed_batch_saved(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with pytest.raises(KeyboardInterrupt), archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, plays(1500, start=T + 10**7), cursor=T + 2)
+            raise KeyboardInterrupt
+        assert saver._proc is not None and saver._proc.returncode == 0
+        assert archive.count() == 3000 and archive.get_cursor(LASTFM) == T + 2
+
+
+def test_the_writer_reports_an_archive_it_cannot_open(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with Archive(path, background=True) as archive:
+        saver = writer.BackgroundSaver(archive)
+        archive.path = tmp_path / "no-such-dir" / "x.db"  # the child opens this one
+        with pytest.raises(ArchiveError, match="cannot save to the archive"), saver:
+            saver.save(LASTFM, plays(1500))
+            saver.save(LASTFM, plays(1500, start=T + 10**7))
+            saver.save(LASTFM, plays(1500, start=T + 2 * 10**7))
