@@ -60,9 +60,13 @@ def save_all(path: Path, *, background: bool) -> list[SaveResult]:
 def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path) -> None:
     here = save_all(tmp_path / "here.db", background=False)
     there = save_all(tmp_path / "there.db", background=True)
-    assert there == here
     assert [(r.new, r.merged, r.duplicates) for r in here] == [
         (1200, 0, 0), (1800, 0, 0), (0, 1100, 0), (700, 400, 0), (0, 0, 1500)]
+    total = SaveResult()
+    for r in there:  # batches joined while the writer was busy are reported together
+        total.add(r)
+    assert (total.received, total.new, total.merged, total.duplicates) == (
+        6700, 3700, 1500, 1500)
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
 
 
@@ -76,16 +80,40 @@ def test_a_small_first_batch_is_saved_without_a_second_process(tmp_path: Path) -
         assert archive.count() == 10 and archive.get_cursor(LASTFM) == T
 
 
-def test_batches_are_reported_in_order_and_at_most_two_wait(tmp_path: Path) -> None:
+def test_while_the_writer_is_busy_batches_are_joined(tmp_path: Path) -> None:
     seen: list[int] = []
     with Archive(tmp_path / "a.db", background=True) as archive:
         with archive.saver(lambda r: seen.append(r.received)) as saver:
-            for i in range(6):
-                saver.save(LASTFM, plays(1000 + i, start=T + i * 10**6))
+            for i in range(12):
+                saver.save(LASTFM, plays(1000, start=T + i * 10**6), cursor=T + i)
                 assert saver._waiting <= writer.DEPTH
-            assert len(seen) >= 6 - writer.DEPTH  # the child is never far behind
-        assert seen == [1000 + i for i in range(6)]
-        assert archive.count() == sum(1000 + i for i in range(6))
+                assert len(saver._held) <= writer.JOIN_UP_TO
+        assert sum(seen) == 12_000 and len(seen) < 12  # fewer, bigger transactions
+        assert max(seen) <= writer.JOIN_UP_TO
+        assert archive.count() == 12_000 and archive.get_cursor(LASTFM) == T + 11
+
+
+def test_while_the_writer_is_idle_each_batch_goes_at_once(tmp_path: Path) -> None:
+    seen: list[int] = []
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(lambda r: seen.append(r.received)) as saver:
+            for i in range(4):
+                saver.save(LASTFM, plays(1000 + i, start=T + i * 10**6), cursor=T + i)
+                assert not saver._held  # handed over, not held back
+                saver._report(saver._poll(block=True))  # saved before the next arrives
+        assert seen == [1000, 1001, 1002, 1003]
+        assert archive.get_cursor(LASTFM) == T + 3
+
+
+def test_batches_of_another_account_are_never_joined(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, plays(10, start=T + 10**7), cursor=T + 2)
+            saver.save(LB, plays(10, start=T + 2 * 10**7, source="lb"), cursor=T + 3)
+            saver.save(LB, plays(10, start=T + 3 * 10**7, source="lb"), cursor=None)
+        assert archive.get_cursor(LASTFM) == T + 2 and archive.get_cursor(LB) == T + 3
+        assert archive.count() == 1530
 
 
 def test_an_error_in_the_writer_is_raised_here_and_earlier_batches_stay(
@@ -107,7 +135,7 @@ def test_a_writer_that_dies_is_reported_and_what_it_saved_stays(tmp_path: Path) 
                 archive.saver() as saver:
             saver.save(LASTFM, plays(1500), cursor=T + 1)
             while saver._waiting:  # let it finish the first batch
-                saver._report(saver._receive())
+                saver._report(saver._poll(block=True))
             assert saver._proc is not None
             saver._proc.kill()
             saver.save(LASTFM, plays(1500, start=T + 10**7))

@@ -25,9 +25,11 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
@@ -41,6 +43,8 @@ __all__ = ["BackgroundSaver", "Saver"]
 #: Batches handed to the child and not yet saved; beyond this ``save`` waits, so memory
 #: stays bounded and the child never falls far behind.
 DEPTH = 2
+#: While the child is busy, consecutive batches are joined up to this many records.
+JOIN_UP_TO = 2000
 #: A first batch smaller than this is saved in this process: a routine sync from cron
 #: (a few new listens) never pays for starting a second interpreter.
 SPAWN_AT = 1000
@@ -87,17 +91,28 @@ class Saver:
 class BackgroundSaver(Saver):
     """Saves batches in a writer process, in order, while the caller goes on.
 
-    ``on_saved`` is called here, in order, as the child reports each batch saved. Use it
-    as a context manager: leaving normally waits for every batch (and raises the child's
-    error, if any); leaving with an exception lets the child save what it holds, then
-    stops it.
+    A batch is handed over at once when the child is idle, so on a slow (rate-limited)
+    service every page is committed as soon as it arrives. While the child is busy,
+    consecutive batches of one account are joined, up to ``JOIN_UP_TO`` records, and
+    go over as one transaction with the last one's cursor (the same rule as a group
+    of pages), so a fast source is saved in few, big transactions.
+
+    ``on_saved`` is called here, in the caller's thread, as the child reports batches
+    saved (a joined batch is reported once). Use it as a context manager: leaving
+    normally waits for every batch (and raises the child's error, if any); leaving with
+    an exception hands over what is held, lets the child save it, then stops it.
     """
 
     def __init__(self, archive: Archive, on_saved: OnSaved | None = None) -> None:
         super().__init__(archive, on_saved)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._replies: SimpleQueue[Any] = SimpleQueue()
+        self._reader: threading.Thread | None = None
         self._waiting = 0  # batches sent and not yet reported
         self._calls = 0
+        self._held: list[SourceRecord] = []  # joined, not yet sent
+        self._held_for: tuple[Account, bool] | None = None
+        self._held_cursor: int | None = None
 
     def save(self, account: Account, records: Iterable[SourceRecord], *,
              cursor: int | None = None) -> None:
@@ -108,19 +123,24 @@ class BackgroundSaver(Saver):
             return
         if self._proc is None:
             self._proc = self._spawn()
-        while self._waiting >= DEPTH:
-            self._report(self._receive())
-        rows = [_RECORD(r) for r in batch]
-        self._send((account.service, account.name, rows, cursor))
-        self._waiting += 1
+        kind = (account, cursor is None)
+        if self._held and self._held_for != kind:
+            self._flush()
+        self._held.extend(batch)
+        self._held_for, self._held_cursor = kind, cursor
+        while self._waiting and (reply := self._poll(block=False)) is not None:
+            self._report(reply)
+        if not self._waiting or len(self._held) >= JOIN_UP_TO:
+            self._flush()
 
     def close(self) -> None:
-        """Wait until the child has saved every batch, then let it finish."""
+        """Hand over what is held, wait until the child has saved it all, let it end."""
         if self._proc is None:
             return
         try:
+            self._flush()
             while self._waiting:
-                self._report(self._receive())
+                self._report(self._poll(block=True))
         finally:
             self._stop(DRAIN_WAIT)
         if self._proc.returncode not in (0, None):
@@ -128,10 +148,28 @@ class BackgroundSaver(Saver):
                                f"{self._proc.returncode})")
 
     def abort(self) -> None:
-        if self._proc is not None:
-            self._stop(DRAIN_WAIT)
+        """Hand over what is held (it is whole: records and cursor), then stop."""
+        if self._proc is None:
+            return
+        try:
+            self._flush(wait=False)
+        except ArchiveError:
+            pass
+        self._stop(DRAIN_WAIT)
 
     # -- the parent's side of the pipe ---------------------------------------------------
+
+    def _flush(self, *, wait: bool = True) -> None:
+        """Send the held records as one batch (at most ``DEPTH`` wait in the child)."""
+        if not self._held or self._held_for is None:
+            return
+        while wait and self._waiting >= DEPTH:
+            self._report(self._poll(block=True))
+        account = self._held_for[0]
+        rows = [_RECORD(r) for r in self._held]
+        self._held, self._held_for = [], None
+        self._send((account.service, account.name, rows, self._held_cursor))
+        self._waiting += 1
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         package_root = str(Path(__file__).resolve().parents[2])
@@ -139,13 +177,27 @@ class BackgroundSaver(Saver):
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH")) if p)
         try:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "scrobbler_cli.archive.writer",
                  str(self.archive.path), str(self.archive.tolerance)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
         except OSError as exc:
             raise ArchiveError(f"cannot start the archive writer process: {exc}") from None
+        # The child's replies are read by a thread, so ``save`` can see without blocking
+        # whether the child is idle; None marks the end of its output.
+        self._reader = threading.Thread(target=self._read_replies, args=(proc.stdout,),
+                                        name="scrob-writer-replies", daemon=True)
+        self._reader.start()
+        return proc
+
+    def _read_replies(self, stream: IO[bytes]) -> None:
+        try:
+            while (reply := _read(stream)) is not None:
+                self._replies.put(reply)
+        except (OSError, ValueError, pickle.UnpicklingError):
+            pass
+        self._replies.put(None)
 
     def _send(self, message: Any) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -154,38 +206,45 @@ class BackgroundSaver(Saver):
         except (BrokenPipeError, OSError):
             raise self._died() from None
 
-    def _receive(self) -> SaveResult:
-        assert self._proc is not None and self._proc.stdout is not None
-        reply = _read(self._proc.stdout)
+    def _poll(self, *, block: bool) -> SaveResult | None:
+        """The next batch the child reports saved (None: none yet, if not ``block``)."""
+        try:
+            reply = self._replies.get(block=block)
+        except Empty:
+            return None
         if reply is None:
             raise self._died()
         self._waiting -= 1
         kind, *value = reply
         if kind == "error":
             message, hint = value
+            self._waiting = 0
             raise ArchiveError(message, hint=hint)
         return SaveResult(*value)
 
-    def _report(self, saved: SaveResult) -> None:
-        if self.on_saved:
+    def _report(self, saved: SaveResult | None) -> None:
+        if saved is not None and self.on_saved:
             self.on_saved(saved)
 
     def _died(self) -> ArchiveError:
         """The child is gone: its own error if it left one, else how it ended."""
-        assert self._proc is not None and self._proc.stdout is not None
-        try:
-            while (reply := _read(self._proc.stdout)) is not None:
-                if reply[0] == "error":
-                    self._waiting = 0
-                    self._proc.wait()
-                    return ArchiveError(reply[1], hint=reply[2])
-        except (OSError, ValueError, pickle.UnpicklingError):
-            pass
+        assert self._proc is not None
         code = self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=10)  # at the child's end of output it puts None
         self._waiting = 0
-        return ArchiveError(f"the archive writer process stopped unexpectedly (exit code "
-                            f"{code}); what it had saved is kept",
-                            hint="run the same command again to finish")
+        error = None
+        while True:
+            try:
+                reply = self._replies.get_nowait()
+            except Empty:
+                break
+            if reply is not None and reply[0] == "error":
+                error = ArchiveError(reply[1], hint=reply[2])
+        self._replies.put(None)  # later calls see the end too
+        return error or ArchiveError(
+            f"the archive writer process stopped unexpectedly (exit code {code}); what it "
+            "had saved is kept", hint="run the same command again to finish")
 
     def _stop(self, wait: float) -> None:
         """End the child's input; it saves what it holds and exits (killed after ``wait``)."""
@@ -201,8 +260,6 @@ class BackgroundSaver(Saver):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def _write(stream: IO[bytes], message: Any) -> None:
