@@ -40,7 +40,7 @@ FOLD_AFTER = 50_000
 # Name-key and row-id caches hold at most this many entries each (memory stays flat).
 # A big sync runs in two processes (archive/writer.py) whose peaks together must stay
 # under 150 MB for 1,000,000 listens; 20,000 was measurably no faster than 10,000 (the
-# misses are indexed lookups) and cost ~6 MB more. SQLite's page cache is 8 MB for the
+# misses are indexed lookups) and cost ~6 MB more. SQLite's page cache is 6 MB for the
 # same reason.
 _CACHE_MAX = 10_000
 
@@ -109,7 +109,7 @@ class Archive:
             # WAL + NORMAL: a crash or kill never corrupts or half-applies a transaction;
             # a power cut may undo the last commits, cursor included, so a re-run refetches.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA cache_size = -8192")  # 8 MB: bounded memory
+            conn.execute("PRAGMA cache_size = -6144")  # 6 MB: bounded memory
             if not self.readonly:
                 # Checkpoint (copy the WAL into the file, with its fsyncs) every 2000 pages,
                 # not 1000: a big sync writes ~15 % faster, and the WAL is truncated after.
