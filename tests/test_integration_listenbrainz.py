@@ -76,14 +76,17 @@ def cursor_of(db: Path, service: str = "listenbrainz", account: str = "alice") -
 
 
 def writers_of(db: Path) -> list[int]:
-    """Running archive writer processes (archive/writer.py) of this archive."""
-    found = []
+    """Running archive writer processes (archive/writer.py) of this archive (Linux)."""
+    found: list[int] = []
+    if not Path("/proc/self/cmdline").exists():
+        return found
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"scrobbler_cli.archive.writer" in command and str(db).encode() in command:
+        if any(b"scrobbler_cli.archive.writer" in arg for arg in command) \
+                and str(db).encode() in command:
             found.append(int(entry.name))
     return found
 
@@ -193,8 +196,8 @@ def test_kill_9_at_random_moments_then_resume(
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
-        # a writer process left without its parent saves what it holds, then ends
-        deadline = time.monotonic() + 30
+        # the writer process dies with its parent: no writer outlives the write lock
+        deadline = time.monotonic() + 5
         while writers_of(db) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not writers_of(db)
@@ -211,7 +214,8 @@ def test_kill_9_at_random_moments_then_resume(
                         == [x for x in got if x[0] <= cursor])
         if proc.returncode == 0:
             break  # it finished before the kill: nothing left to interrupt
-    assert kills >= 2 and checked >= 2 and writer_seen
+    assert kills >= 2 and checked >= 2
+    assert writer_seen or not Path("/proc/self/cmdline").exists()
     final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
                            text=True, timeout=120)
     assert final.returncode == 0, final.stderr
@@ -441,13 +445,14 @@ def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
     lb.latency = 0.02
     expected = server_listens(lb)
     command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),
+    # its own process group, as a shell gives a job: Ctrl-C signals the whole group
+    proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(lb.requests_to("/listens")) < 10 and time.monotonic() < deadline:
         time.sleep(0.005)
     assert proc.poll() is None, "the sync ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert out == ""

@@ -3,6 +3,7 @@ and fails loudly and safely."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from pathlib import Path
 
@@ -164,3 +165,71 @@ def test_the_writer_reports_an_archive_it_cannot_open(tmp_path: Path) -> None:
             saver.save(LASTFM, plays(1500))
             saver.save(LASTFM, plays(1500, start=T + 10**7))
             saver.save(LASTFM, plays(1500, start=T + 2 * 10**7))
+
+
+def test_a_batch_with_only_a_cursor_still_moves_it(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, [], cursor=T + 5)  # a page with nothing usable on it
+            assert saver._proc is not None
+        assert archive.get_cursor(LASTFM) == T + 5
+
+
+def test_what_the_writer_prints_never_corrupts_its_replies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+        ) -> None:
+    noisy = writer._BOOTSTRAP.replace("from scrobbler_cli", "print('noise ' * 50); "
+                                                            "from scrobbler_cli")
+    assert noisy != writer._BOOTSTRAP
+    monkeypatch.setattr(writer, "_BOOTSTRAP", noisy)
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, plays(1500, start=T + 10**7), cursor=T + 2)
+            assert saver._proc is not None
+        assert archive.count() == 3000 and archive.get_cursor(LASTFM) == T + 2
+    assert "noise" in capfd.readouterr().err
+
+
+def test_a_stream_that_is_not_the_protocol_ends_the_replies(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a message"):
+        writer._read(io.BytesIO(b"Traceback (most recent call last):\n  ..."))
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        saver = writer.BackgroundSaver(archive)
+        saver._read_replies(io.BytesIO(b"garbage, garbage, garbage"))
+        assert saver._replies.get_nowait() is None  # the end, never a hang
+
+
+def test_without_a_writer_process_batches_are_saved_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_processes(*args: object, **kwargs: object) -> None:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(writer.subprocess, "Popen", no_processes)
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            saver.save(LASTFM, plays(1500, start=T + 10**7), cursor=T + 2)
+            assert saver._proc is None and saver._inline
+        assert archive.count() == 3000 and archive.get_cursor(LASTFM) == T + 2
+    monkeypatch.undo()
+    monkeypatch.setattr(writer, "_can_spawn", lambda: False)  # Windows, a frozen app
+    with Archive(tmp_path / "b.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            assert saver._proc is None
+        assert archive.count() == 1500
+
+
+def test_a_writer_killed_after_its_last_reply_fails_the_close(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        saver = archive.saver()
+        saver.save(LASTFM, plays(1500), cursor=T + 1)
+        assert isinstance(saver, writer.BackgroundSaver) and saver._proc is not None
+        saver._report(saver._poll(block=True))
+        saver._proc.kill()
+        saver._proc.wait()
+        with pytest.raises(ArchiveError, match="exit code -9"):
+            saver.close()
+        assert archive.count() == 1500  # committed before it was killed

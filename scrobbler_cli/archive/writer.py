@@ -8,13 +8,17 @@ the next one: two cores instead of one.
 
 Nothing about correctness changes. The child commits each batch with its cursor in one
 transaction, exactly as ``save_records`` does here, and does its identity checks
-inside that transaction, so a batch is whole or absent whatever happens. If this
-process dies (Ctrl-C, ``kill -9``), the child sees its input end, saves the batches it
-already holds, and exits; a scrob started meanwhile simply waits for SQLite's write
-lock, and its own identity checks absorb anything saved twice.
+inside that transaction, so a batch is whole or absent whatever happens. The child
+never outlives this process: it dies with it (``kill -9``, SIGTERM), its open
+transaction rolling back, so the write lock this process holds always covers it. On
+Ctrl-C this process hands over what it holds and waits for the child to save it.
 
-The protocol is private to this module: length-prefixed pickles over the child's
-stdin and stdout (both ends are this same program, and nothing else reads them).
+The child is started isolated (``python -I``) with exactly this process's ``sys.path``,
+in its own session (a terminal's Ctrl-C reaches only this process). The protocol is
+private to this module: checked, length-prefixed pickles over the child's stdin and a
+copy of its stdout (its own fd 1 goes to stderr, so nothing printed can corrupt a
+reply). Where a child cannot be started (Windows, a frozen app, a failing spawn),
+batches are saved in this process instead.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from operator import attrgetter
-from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import IO, TYPE_CHECKING, Any
 
@@ -53,7 +57,18 @@ SPAWN_AT = 1000
 DRAIN_WAIT = 60.0
 
 _RECORD = attrgetter(*SourceRecord.__slots__)  # type: ignore[attr-defined]
-_HEAD = struct.Struct("<Q")
+_HEAD = struct.Struct("<4sQ")  # a mark and the size of the pickle that follows
+_MARK = b"scrb"
+_MAX_MESSAGE = 1 << 31
+
+# The child's first lines: keep fd 1 for replies and point it at stderr for anything
+# else, take the parent's import path, then serve. ``-I`` keeps PYTHON* variables and
+# the user's site directory from adding anything the parent did not have.
+_BOOTSTRAP = (
+    "import os, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
+    "sys.path[:] = sys.argv[1].split(os.pathsep); "
+    "from scrobbler_cli.archive.writer import main; sys.exit(main(sys.argv[2:], out))"
+)
 
 OnSaved = Callable[[SaveResult], None]
 
@@ -106,25 +121,30 @@ class BackgroundSaver(Saver):
     def __init__(self, archive: Archive, on_saved: OnSaved | None = None) -> None:
         super().__init__(archive, on_saved)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._inline = not _can_spawn()  # save here, as ``Saver`` does
         self._replies: SimpleQueue[Any] = SimpleQueue()
         self._reader: threading.Thread | None = None
         self._waiting = 0  # batches sent and not yet reported
         self._calls = 0
         self._held: list[SourceRecord] = []  # joined, not yet sent
-        self._held_for: tuple[Account, bool] | None = None
+        self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
 
     def save(self, account: Account, records: Iterable[SourceRecord], *,
              cursor: int | None = None) -> None:
         batch = records if isinstance(records, list) else list(records)
         self._calls += 1
-        if self._proc is None and self._calls == 1 and len(batch) < SPAWN_AT:
+        if self._inline or (self._proc is None and self._calls == 1
+                            and len(batch) < SPAWN_AT):
             super().save(account, batch, cursor=cursor)
             return
         if self._proc is None:
             self._proc = self._spawn()
+            if self._proc is None:
+                super().save(account, batch, cursor=cursor)
+                return
         kind = (account, cursor is None)
-        if self._held and self._held_for != kind:
+        if self._held_for is not None and self._held_for != kind:
             self._flush()
         self._held.extend(batch)
         self._held_for, self._held_cursor = kind, cursor
@@ -143,7 +163,7 @@ class BackgroundSaver(Saver):
                 self._report(self._poll(block=True))
         finally:
             self._stop(DRAIN_WAIT)
-        if self._proc.returncode not in (0, None):
+        if self._proc.returncode != 0:
             raise ArchiveError(f"the archive writer process failed (exit code "
                                f"{self._proc.returncode})")
 
@@ -160,8 +180,9 @@ class BackgroundSaver(Saver):
     # -- the parent's side of the pipe ---------------------------------------------------
 
     def _flush(self, *, wait: bool = True) -> None:
-        """Send the held records as one batch (at most ``DEPTH`` wait in the child)."""
-        if not self._held or self._held_for is None:
+        """Send what is held as one batch (at most ``DEPTH`` wait in the child). A batch
+        may hold no records, only a cursor (a page with nothing usable on it)."""
+        if self._held_for is None:
             return
         while wait and self._waiting >= DEPTH:
             self._report(self._poll(block=True))
@@ -171,19 +192,19 @@ class BackgroundSaver(Saver):
         self._send((account.service, account.name, rows, self._held_cursor))
         self._waiting += 1
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH")) if p)
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        """Start the child, or None (and save here from now on) if it cannot start."""
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scrobbler_cli.archive.writer",
-                 str(self.archive.path), str(self.archive.tolerance)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                # this process's own import path, in its order: the child imports exactly
+                # what this process did (same working directory), nothing else
+                [sys.executable, "-I", "-c", _BOOTSTRAP, os.pathsep.join(sys.path),
+                 str(self.archive.path), str(self.archive.tolerance), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
             )
-        except OSError as exc:
-            raise ArchiveError(f"cannot start the archive writer process: {exc}") from None
+        except OSError:
+            self._inline = True
+            return None
         # The child's replies are read by a thread, so ``save`` can see without blocking
         # whether the child is idle; None marks the end of its output.
         self._reader = threading.Thread(target=self._read_replies, args=(proc.stdout,),
@@ -195,9 +216,10 @@ class BackgroundSaver(Saver):
         try:
             while (reply := _read(stream)) is not None:
                 self._replies.put(reply)
-        except (OSError, ValueError, pickle.UnpicklingError):
+        except BaseException:  # noqa: BLE001, S110 - a broken stream ends the replies
             pass
-        self._replies.put(None)
+        finally:
+            self._replies.put(None)
 
     def _send(self, message: Any) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -208,10 +230,17 @@ class BackgroundSaver(Saver):
 
     def _poll(self, *, block: bool) -> SaveResult | None:
         """The next batch the child reports saved (None: none yet, if not ``block``)."""
-        try:
-            reply = self._replies.get(block=block)
-        except Empty:
-            return None
+        while True:
+            try:
+                reply = self._replies.get(timeout=0.5) if block else self._replies.get_nowait()
+                break
+            except Empty:
+                if not block:
+                    return None
+                if self._reader is not None and not self._reader.is_alive() \
+                        and self._replies.empty():
+                    reply = None  # the reader is gone and said nothing more
+                    break
         if reply is None:
             raise self._died()
         self._waiting -= 1
@@ -247,7 +276,8 @@ class BackgroundSaver(Saver):
             "had saved is kept", hint="run the same command again to finish")
 
     def _stop(self, wait: float) -> None:
-        """End the child's input; it saves what it holds and exits (killed after ``wait``)."""
+        """End the child's input; it saves what it holds and exits. Killed (its open
+        transaction rolls back) after ``wait`` seconds, or if this wait is interrupted."""
         proc = self._proc
         assert proc is not None
         try:
@@ -256,29 +286,48 @@ class BackgroundSaver(Saver):
         except OSError:
             pass
         try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            except BaseException:  # a second Ctrl-C: no writer may outlive the lock
+                proc.kill()
+                proc.wait()
+                raise
+        finally:
+            if self._reader is not None:
+                self._reader.join(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _write(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEAD.pack(len(data)))
+    stream.write(_HEAD.pack(_MARK, len(data)))
     stream.write(data)
     stream.flush()
 
 
 def _read(stream: IO[bytes]) -> Any:
-    """The next message, or None at the end of the stream (the other side is gone)."""
+    """The next message, or None at the end of the stream (the other side is gone).
+    ValueError if what arrives is not a message of this protocol."""
     head = stream.read(_HEAD.size)
     if len(head) < _HEAD.size:
         return None
-    (size,) = _HEAD.unpack(head)
+    mark, size = _HEAD.unpack(head)
+    if mark != _MARK or size > _MAX_MESSAGE:
+        raise ValueError("not a message from scrob's archive writer")
     data = stream.read(size)
     if len(data) < size:
         return None
-    return pickle.loads(data)  # noqa: S301 - written by this program's own parent
+    return pickle.loads(data)  # noqa: S301 - written by this program's other process
+
+
+def _can_spawn() -> bool:
+    """Whether a writer process can run here: POSIX (it dies with its parent, see
+    ``_follow_parent``), and a Python that can run ``-c`` (not a frozen app)."""
+    return os.name == "posix" and not getattr(sys, "frozen", False)
 
 
 # -- the child ------------------------------------------------------------------------------
@@ -316,17 +365,41 @@ def _error(exc: Exception) -> tuple[str, str, str | None]:
     return ("error", f"cannot save to the archive: {text}", getattr(exc, "hint", None))
 
 
-def main(argv: list[str]) -> int:
-    # Ctrl-C reaches the whole process group; the parent decides what happens, and this
-    # process finishes the batches it holds once the parent closes its input.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    path, tolerance = argv
+def _follow_parent(parent: int) -> None:
+    """Die with the parent, so no writer ever runs without the parent's write lock:
+    Linux does it for us (PR_SET_PDEATHSIG); elsewhere a thread watches for it."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # it died before the call above
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.05)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scrob-writer-parent", daemon=True).start()
+
+
+def main(argv: list[str], out: IO[bytes] | None = None) -> int:
+    """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, parent pid."""
     try:
-        serve(path, int(tolerance), sys.stdin.buffer, sys.stdout.buffer)
+        path, tolerance, parent = argv
+        _follow_parent(int(parent))
+        serve(path, int(tolerance), sys.stdin.buffer, out or sys.stdout.buffer)
     except BrokenPipeError:  # the parent is gone; what was committed stays
         return 0
+    except Exception as exc:  # noqa: BLE001 - the parent reports it, never a traceback
+        try:
+            _write(out or sys.stdout.buffer, _error(exc))
+        except OSError:
+            pass
+        return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
