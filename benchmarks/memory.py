@@ -3,10 +3,10 @@
 Read from /proc while they run: each process's own high-water mark (``VmHWM``), summed
 over the process and its children. Not ``ru_maxrss`` / ``RUSAGE_CHILDREN``: Linux carries
 that across fork+exec, so a scrob started by a benchmark (which holds the fake server's
-listens) would report the benchmark's size. ``VmHWM`` starts afresh at exec; the last
-value read for each process is kept (a read in the instant between fork and exec would
-show the parent's size, and is overwritten by the next). The sum of each process's peak
-is at least the peak of their sum, so the figure never flatters scrob.
+listens) would report the benchmark's size. ``VmHWM`` starts afresh at exec; a child
+caught between fork and exec (still scrob's command line and scrob's shared pages) is
+skipped until it runs its own program. The sum of each process's peak is at least the
+peak of their sum, so the figure never flatters scrob.
 """
 
 from __future__ import annotations
@@ -24,6 +24,14 @@ def _hwm_kib(pid: int) -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def _children(pid: int) -> list[int]:
@@ -54,8 +62,13 @@ class PeakRss:
         self._thread.start()
 
     def _poll(self) -> None:
+        own = _cmdline(self.pid)
         while not self._done.is_set():
             for pid in [self.pid, *_children(self.pid)]:
+                # a child caught between fork and exec still shows scrob's command line
+                # and scrob's (shared) pages: skip it until it runs its own program
+                if pid != self.pid and _cmdline(pid) == own:
+                    continue
                 kib = _hwm_kib(pid)
                 if kib is not None:
                     self.last[pid] = kib

@@ -31,10 +31,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from queue import Empty, SimpleQueue
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
@@ -57,6 +58,10 @@ SPAWN_AT = 1000
 DRAIN_WAIT = 60.0
 
 _RECORD = attrgetter(*SourceRecord.__slots__)  # type: ignore[attr-defined]
+# The child reads records as named tuples with SourceRecord's fields: ``save_records``
+# reads them the same way, and they are built five times faster than the frozen
+# dataclass (which was a tenth of the writer's time on a big sync).
+_ROW = namedtuple("_Row", SourceRecord.__slots__)._make  # type: ignore[attr-defined]
 _HEAD = struct.Struct("<4sQ")  # a mark and the size of the pickle that follows
 _MARK = b"scrb"
 _MAX_MESSAGE = 1 << 31
@@ -351,9 +356,8 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes]) -> None:
         while (message := _read(inp)) is not None:
             service, name, rows, cursor = message
             try:
-                saved = archive.save_records(Account(service, name),
-                                             [SourceRecord(*row) for row in rows],
-                                             cursor=cursor)
+                records = cast("list[SourceRecord]", [_ROW(row) for row in rows])
+                saved = archive.save_records(Account(service, name), records, cursor=cursor)
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
                 _write(out, _error(exc))
                 return
