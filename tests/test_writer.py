@@ -233,3 +233,18 @@ def test_a_writer_killed_after_its_last_reply_fails_the_close(tmp_path: Path) ->
         with pytest.raises(ArchiveError, match="exit code -9"):
             saver.close()
         assert archive.count() == 1500  # committed before it was killed
+
+
+def test_the_writer_process_gets_no_credentials(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", "token-the-writer-never-needs")
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", "key-the-writer-never-needs")
+    with Archive(tmp_path / "a.db", background=True) as archive, archive.saver() as saver:
+        saver.save(LASTFM, plays(1500), cursor=T + 1)
+        assert saver._proc is not None
+        environ = Path(f"/proc/{saver._proc.pid}/environ")
+        if environ.exists():  # Linux: what the running child was given
+            seen = environ.read_bytes()
+            assert b"never-needs" not in seen and b"PATH=" in seen
+    assert "never-needs" not in str(writer._without_secrets(dict(
+        SCROB_LISTENBRAINZ_TOKEN="never-needs", HOME="/home/x")))

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from queue import Empty, SimpleQueue
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -206,6 +206,7 @@ class BackgroundSaver(Saver):
                 [sys.executable, "-I", "-c", _BOOTSTRAP, os.pathsep.join(sys.path),
                  str(self.archive.path), str(self.archive.tolerance), str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                env=_without_secrets(os.environ),
             )
         except OSError:
             self._inline = True
@@ -327,6 +328,13 @@ def _read(stream: IO[bytes]) -> Any:
     if len(data) < size:
         return None
     return pickle.loads(data)  # noqa: S301 - written by this program's other process
+
+
+def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for the child: it saves records and needs no credentials."""
+    from ..credentials import SECRETS
+
+    return {k: v for k, v in environ.items() if k not in SECRETS.values()}
 
 
 def _can_spawn() -> bool:
