@@ -53,7 +53,12 @@ __all__ = ["Archive", "SCHEMA_VERSION"]
 
 
 class Archive:
-    """An open archive. Use as a context manager; ``readonly`` skips the write lock."""
+    """An open archive. Use as a context manager; ``readonly`` skips the write lock.
+
+    ``background`` lets ``saver()`` save big batches in a writer process (the CLI's syncs
+    and imports). ``lock=False`` is only for that writer process, whose parent holds the
+    lock for both of them.
+    """
 
     def __init__(
         self,
