@@ -71,6 +71,17 @@ def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path)
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
 
 
+def test_verbose_output_says_when_a_writer_process_starts(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(log=lines.append) as saver:
+            saver.save(LASTFM, plays(10), cursor=T)
+            assert lines == []  # a small first batch: no second process
+            saver.save(LASTFM, plays(1500, start=T + 10**7), cursor=T + 1)
+            assert saver._proc is not None
+        assert lines == [f"archive: saving through a writer process (pid {saver._proc.pid})"]
+
+
 def test_a_small_first_batch_is_saved_without_a_second_process(tmp_path: Path) -> None:
     seen: list[SaveResult] = []
     with Archive(tmp_path / "a.db", background=True) as archive:
@@ -207,12 +218,14 @@ def test_without_a_writer_process_batches_are_saved_here(
         raise OSError("no processes left")
 
     monkeypatch.setattr(writer.subprocess, "Popen", no_processes)
+    lines: list[str] = []
     with Archive(tmp_path / "a.db", background=True) as archive:
-        with archive.saver() as saver:
+        with archive.saver(log=lines.append) as saver:
             saver.save(LASTFM, plays(1500), cursor=T + 1)
             saver.save(LASTFM, plays(1500, start=T + 10**7), cursor=T + 2)
             assert saver._proc is None and saver._inline
         assert archive.count() == 3000 and archive.get_cursor(LASTFM) == T + 2
+    assert lines == ["archive: no writer process (no processes left); saving in this one"]
     monkeypatch.undo()
     monkeypatch.setattr(writer, "_can_spawn", lambda: False)  # Windows, a frozen app
     with Archive(tmp_path / "b.db", background=True) as archive:

@@ -377,19 +377,20 @@ class Archive:
             self.conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
         return cache
 
-    def saver(self, on_saved: Callable[[SaveResult], None] | None = None) -> Saver:
+    def saver(self, on_saved: Callable[[SaveResult], None] | None = None, *,
+              log: Callable[[str], None] | None = None) -> Saver:
         """A context for saving many batches: ``save(account, records, cursor=...)``.
 
         With ``background`` (the CLI's syncs and imports), batches after a small first
         one are saved by a writer process while the caller fetches and parses the next
         (archive/writer.py); otherwise each is saved at once. Either way each batch is
         one transaction with its cursor, and ``on_saved`` gets each batch's counts, in
-        order.
+        order. ``log`` hears when a writer process starts (``--verbose``).
         """
         from .writer import BackgroundSaver, Saver
 
         if self.background:
-            return BackgroundSaver(self, on_saved)
+            return BackgroundSaver(self, on_saved, log=log)
         return Saver(self, on_saved)
 
     def set_cursor(self, account: Account, cursor: int) -> None:

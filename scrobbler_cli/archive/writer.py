@@ -123,8 +123,10 @@ class BackgroundSaver(Saver):
     an exception hands over what is held, lets the child save it, then stops it.
     """
 
-    def __init__(self, archive: Archive, on_saved: OnSaved | None = None) -> None:
+    def __init__(self, archive: Archive, on_saved: OnSaved | None = None, *,
+                 log: Callable[[str], None] | None = None) -> None:
         super().__init__(archive, on_saved)
+        self.log = log
         self._proc: subprocess.Popen[bytes] | None = None
         self._inline = not _can_spawn()  # save here, as ``Saver`` does
         self._replies: SimpleQueue[Any] = SimpleQueue()
@@ -208,9 +210,13 @@ class BackgroundSaver(Saver):
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                 env=_without_secrets(os.environ),
             )
-        except OSError:
+        except OSError as exc:
             self._inline = True
+            if self.log:
+                self.log(f"archive: no writer process ({exc}); saving in this one")
             return None
+        if self.log:
+            self.log(f"archive: saving through a writer process (pid {proc.pid})")
         # The child's replies are read by a thread, so ``save`` can see without blocking
         # whether the child is idle; None marks the end of its output.
         self._reader = threading.Thread(target=self._read_replies, args=(proc.stdout,),

@@ -422,7 +422,7 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     pages = walk(fetch, start, to, page_size=PAGE_SIZE, width=CONCURRENCY, group=GROUP,
                  on_round=on_round, log=log)
     try:
-        with archive.saver(report.tally) as saver:
+        with archive.saver(report.tally, log=log) as saver:
             for records, bound, n in pages:
                 saver.save(account, records, cursor=bound if claims else None)
                 report.fetched += len(records)
