@@ -9,6 +9,7 @@ on a real loopback socket.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -32,6 +33,7 @@ from scrobbler_cli.services.listenbrainz import (
 )
 from scrobbler_cli.sync import SyncOptions
 from tests.fakes.listenbrainz_server import FakeListenBrainz
+from tests.helpers import FakeTime
 
 TOKEN = "0d4e5f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a"
 T0 = 1_600_000_000
@@ -557,6 +559,22 @@ def test_batches_go_out_two_at_a_time_and_each_is_settled(archive: Archive) -> N
     assert active["most"] == engine.IN_FLIGHT == 2
     assert report.submitted == 4000
     assert not list(archive.missing_for(LB))  # every accepted batch recorded as pushed
+
+
+def test_two_batches_in_flight_still_keep_to_the_rate_limit(
+        archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = FakeTime(start=float(NOW))
+    with FakeListenBrainz(rate_limit=2, rate_window=10, clock=t.clock) as fake:
+        fake.add_user("alice", TOKEN)
+        seed(archive, history(5000))
+        monkeypatch.setattr(engine, "connect",
+                            functools.partial(engine.connect, sleep=t.sleep, clock=t.clock))
+        report = engine.export(archive, cfg(fake), ExportOptions())
+        assert (report.submitted, report.rejected) == (5000, 0)
+        assert len(fake.listens("alice")) == 5000
+        statuses = [r.status for r in submits(fake)]
+        assert statuses.count(200) == 5 and set(statuses) <= {200, 429}
+        assert t.sleeps  # it waited for the windows (2 requests in 10 s) to reset
 
 
 def test_a_batch_refused_while_the_next_is_in_flight_is_resent(fake: FakeListenBrainz,
