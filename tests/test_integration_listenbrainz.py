@@ -75,6 +75,15 @@ def cursor_of(db: Path, service: str = "listenbrainz", account: str = "alice") -
     return None if row is None else int(row[0])
 
 
+def finish_and_compare(command: list[str], db: Path, expected: list[tuple[int, str]]
+                       ) -> None:
+    """Run the interrupted sync again to the end: the archive then equals the server."""
+    final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                           text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert archived(db) == expected
+
+
 def writers_of(db: Path) -> list[int]:
     """Running archive writer processes (archive/writer.py) of this archive (Linux)."""
     found: list[int] = []
@@ -216,10 +225,7 @@ def test_kill_9_at_random_moments_then_resume(
             break  # it finished before the kill: nothing left to interrupt
     assert kills >= 2 and checked >= 2
     assert writer_seen or not Path("/proc/self/cmdline").exists()
-    final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
-                           text=True, timeout=120)
-    assert final.returncode == 0, final.stderr
-    assert archived(db) == expected
+    finish_and_compare(command, db, expected)
 
 
 def test_sync_all_continues_past_a_failing_account(
@@ -462,10 +468,7 @@ def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
     assert len(got) == len(set(got))  # no half-written page, no duplicate
     if cursor is not None:
         assert [x for x in expected if x[0] <= cursor] == [x for x in got if x[0] <= cursor]
-    final = subprocess.run(command, cwd=ROOT, env=os.environ.copy(), capture_output=True,
-                           text=True, timeout=120)
-    assert final.returncode == 0, final.stderr
-    assert archived(db) == expected
+    finish_and_compare(command, db, expected)
 
 
 def test_secrets_never_reach_the_archive_or_the_settings(

@@ -73,9 +73,9 @@ class Archive:
         self.path = Path(path)
         self.readonly = readonly
         self.tolerance = tolerance
-        # ``saver()`` hands big batches to a writer process (archive/writer.py)
-        self.background = background and not readonly and str(path) != ":memory:"
         self._memory = str(path) == ":memory:"
+        # ``saver()`` hands big batches to a writer process (archive/writer.py)
+        self.background = background and not readonly and not self._memory
         self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
         # (artist, track, album) as spelled -> their name keys; names repeat a great deal
