@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..errors import ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
 from ..models import Account, Listen, SaveResult, SourceRecord
@@ -316,7 +318,7 @@ class Archive:
                              for c in index.within(rec.listened_at, ident[1],
                                                    rec.recording_mbid, self.tolerance))
             matched = assign(pairs) if pairs else {}
-        dumps = json.dumps
+        dumps = orjson.dumps
         for idx, (rec, (a_key, t_key, b_key)) in enumerate(zip(batch, keys)):
             track_id = track_ids[t_key]
             ident = (rec.listened_at, track_id)
@@ -336,7 +338,7 @@ class Archive:
                 new_listens.append((
                     listen_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
                     rec.duration, rec.recording_mbid, rec.release_mbid,
-                    dumps(list(rec.artist_mbids)) if rec.artist_mbids else None,
+                    dumps(rec.artist_mbids).decode() if rec.artist_mbids else None,
                     artist_ids[a_key], track_id, album_ids[b_key] if b_key else None,
                 ))
             new_sources.append((listen_id, svc, acct, rec.listened_at, track_id,
