@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from scrobbler_cli.archive import Archive
+from scrobbler_cli.archive.writer import Saver
 from scrobbler_cli.engines import lastfm as engine
 from scrobbler_cli.errors import (
     AuthRejected,
@@ -520,6 +521,16 @@ def test_progress_reports_pages(fake: FakeLastfm, archive: Archive,
     sync(archive, config(fake), on_progress=events.append)
     assert events[0] == Progress(0, 5, 0)
     assert events[-1].done == 5 and events[-1].listens == 900
+
+
+def test_a_sync_announces_its_pages_to_the_saver(fake: FakeLastfm, archive: Archive,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that a big sync starts its writer process as soon as it knows (writer.py)."""
+    announced: list[int] = []
+    monkeypatch.setattr(Saver, "expect", lambda self, n: announced.append(n))
+    fake.add_scrobbles("alice", history(900))
+    sync(archive, config(fake))
+    assert announced == [5 * engine.PAGE_SIZE]  # the first page says: five pages
 
 
 def test_private_profile_needs_its_session_key(fake: FakeLastfm, archive: Archive) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from scrobbler_cli.archive import Archive
+from scrobbler_cli.archive.writer import Saver
 from scrobbler_cli.engines import listenbrainz as engine
 from scrobbler_cli.errors import CredentialsError, ServiceError
 from scrobbler_cli.export import ExportOptions
@@ -294,6 +295,18 @@ def test_progress_total_comes_from_the_listen_count(fake: FakeListenBrainz,
     engine.sync(archive, cfg(fake), SyncOptions(on_progress=events.append))
     assert events[0].total == 2500 and events[0].done == 0
     assert events[-1].listens == events[-1].done >= 2500
+
+
+def test_a_first_sync_announces_its_size_to_the_saver(fake: FakeListenBrainz, archive: Archive,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that a big first sync starts its writer process at once (archive/writer.py)."""
+    announced: list[int] = []
+    monkeypatch.setattr(Saver, "expect", lambda self, n: announced.append(n))
+    fake.add_listens("alice", [(T0 + i, "A", f"T{i}") for i in range(2500)])
+    engine.sync(archive, cfg(fake), SyncOptions())
+    assert announced == [2500]
+    engine.sync(archive, cfg(fake), SyncOptions())  # a delta: no total is asked for
+    assert announced == [2500]
 
 
 def test_sync_of_another_users_public_listens_needs_no_token(fake: FakeListenBrainz,

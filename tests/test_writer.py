@@ -92,6 +92,30 @@ def test_a_small_first_batch_is_saved_without_a_second_process(tmp_path: Path) -
         assert archive.count() == 10 and archive.get_cursor(LASTFM) == T
 
 
+def test_a_big_job_announced_starts_the_writer_before_its_first_batch(tmp_path: Path) -> None:
+    seen: list[SaveResult] = []
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(seen.append) as saver:
+            saver.expect(writer.SPAWN_AT - 1)  # a small job: no second process
+            assert saver._proc is None
+            saver.expect(50_000)
+            proc = saver._proc
+            assert proc is not None and proc.poll() is None  # booting while we go on
+            saver.expect(50_000)  # said again (a new round of pages): still one child
+            assert saver._proc is proc
+            saver.save(LASTFM, plays(10), cursor=T)  # small, yet saved by the child
+            assert saver._waiting == 1 and seen == []  # handed over, not saved here
+        assert seen == [SaveResult(received=10, new=10)]
+        assert archive.count() == 10 and archive.get_cursor(LASTFM) == T
+
+
+def test_announcing_a_job_to_an_in_process_saver_changes_nothing(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db") as archive, archive.saver() as saver:
+        saver.expect(10**6)
+        saver.save(LASTFM, plays(10), cursor=T)
+        assert archive.count() == 10
+
+
 def test_while_the_writer_is_busy_batches_are_joined(tmp_path: Path) -> None:
     seen: list[int] = []
     with Archive(tmp_path / "a.db", background=True) as archive:

@@ -387,7 +387,9 @@ class Archive:
         one are saved by a writer process while the caller fetches and parses the next
         (archive/writer.py); otherwise each is saved at once. Either way each batch is
         one transaction with its cursor, and ``on_saved`` gets each batch's counts, in
-        order. ``log`` hears when a writer process starts (``--verbose``).
+        order. ``log`` hears when a writer process starts (``--verbose``). A caller that
+        knows how many records are coming says so with ``expect(n)``: a big job starts
+        its writer process at once.
         """
         from .writer import BackgroundSaver, Saver
 

@@ -92,6 +92,9 @@ class Saver:
         if self.on_saved:
             self.on_saved(saved)
 
+    def expect(self, records: int) -> None:
+        """A hint that about ``records`` more are coming (nothing to prepare here)."""
+
     def close(self) -> None:
         """Every batch handed over is saved (nothing to wait for here)."""
 
@@ -136,6 +139,12 @@ class BackgroundSaver(Saver):
         self._held: list[SourceRecord] = []  # joined, not yet sent
         self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
+
+    def expect(self, records: int) -> None:
+        """Start the child now if a big job is announced (a sync that has just learnt
+        how many listens it will read), so that it boots while the caller fetches."""
+        if records >= SPAWN_AT and self._proc is None and not self._inline:
+            self._proc = self._spawn()
 
     def save(self, account: Account, records: Iterable[SourceRecord], *,
              cursor: int | None = None) -> None:

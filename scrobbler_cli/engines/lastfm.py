@@ -416,6 +416,7 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
 
     def on_round(pages: int) -> None:
         done[1] = done[0]
+        saver.expect(pages * PAGE_SIZE)  # (bound below, before the walk starts)
         if options.on_progress:
             options.on_progress(Progress(done[0], done[1] + pages, report.fetched))
 

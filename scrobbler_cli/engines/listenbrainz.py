@@ -248,6 +248,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
         if options.on_progress:
             options.on_progress(Progress(0, total, 0))
         with archive.saver(report.tally, log=options.log) as saver:
+            if total is not None:
+                saver.expect(total)
             for group in _groups(walk(client, config.user, start, upper, log=options.log)):
                 records = [r for page, _ in group for r in page.records]
                 cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
