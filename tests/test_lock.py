@@ -25,7 +25,7 @@ archive = Archive(sys.argv[1])
 # a write half done: readers must neither wait for it nor see it
 archive.conn.execute("BEGIN IMMEDIATE")
 archive.conn.execute("UPDATE artists SET listens = listens + 1000")
-archive.conn.execute("DELETE FROM sources")
+archive.conn.execute("DELETE FROM listens")
 print("holding", flush=True)
 time.sleep(120)
 """

@@ -13,6 +13,7 @@ from scrobbler_cli.archive import SCHEMA_VERSION, Archive
 from scrobbler_cli.archive import migrations as migrations_module
 from scrobbler_cli.archive.migrations import migrations
 from scrobbler_cli.errors import ArchiveError
+from scrobbler_cli.models import Account, SourceRecord
 
 MIGRATIONS_SOURCE = Path(migrations_module.__file__).read_text(encoding="utf-8")
 
@@ -29,11 +30,25 @@ def objects(path: Path) -> dict[str, set[str]]:
 
 
 def declared(kind: str) -> set[str]:
-    """Every table, index or view a migration step creates."""
-    pattern = {"table": r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)",
-               "index": r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+)",
-               "view": r"CREATE VIEW (?:IF NOT EXISTS )?(\w+)"}[kind]
-    return set(re.findall(pattern, MIGRATIONS_SOURCE))
+    """Every table, index or view the migration steps leave: created, and not dropped by a
+    later step (a table dropped drops its indexes)."""
+    word = {"table": "TABLE", "index": "(?:UNIQUE )?INDEX", "view": "VIEW"}[kind]
+    names: set[str] = set()
+    tables_of: dict[str, str] = {}
+    statement = (rf"(CREATE|DROP) (TEMP )?{word} (?:IF (?:NOT )?EXISTS )?(?:temp\.)?(\w+)"
+                 r"(?: ON (\w+))?")
+    for verb, temp, name, table in re.findall(statement, MIGRATIONS_SOURCE):
+        if temp or name.startswith("m00"):
+            continue  # a step's own scratch table
+        if verb == "CREATE":
+            names.add(name)
+            tables_of[name] = table
+        else:
+            names.discard(name)
+    if kind == "index":
+        dropped = {t for t in tables_of.values() if t} - declared("table")
+        names = {n for n in names if tables_of.get(n) not in dropped}
+    return names
 
 
 def applied(path: Path) -> list[tuple[str, str]]:
@@ -55,19 +70,19 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path: Path) -> Non
     path.touch()  # an empty file is an empty SQLite database
     Archive(path).close()
     found = objects(path)
-    essential_tables = {"artists", "tracks", "albums", "listens", "sources", "cursors",
-                        "pushes", "_sqlite_migrations"}
+    essential_tables = {"artists", "tracks", "albums", "listens", "accounts", "sightings",
+                        "cursors", "pushes", "_sqlite_migrations"}
     assert essential_tables <= found["table"]
     assert declared("table") <= found["table"]
-    assert {"sources_identity", "listens_time"} <= found["index"]
+    assert {"sightings_identity", "listens_time"} <= found["index"]
     assert declared("index") <= found["index"]
-    assert {"listens_with_sources"} <= found["view"]
+    assert {"listens_with_sources", "sources"} <= found["view"]
     assert declared("view") <= found["view"]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        # the identity of a source's record is enforced by the database itself
-        unique = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'sources_identity'"
+        # the identity of a later sighting is enforced by the database itself
+        unique = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'sightings_identity'"
                               ).fetchone()[0]
     assert "UNIQUE" in unique.upper()
     assert [name for name, _ in applied(path)] == [
@@ -193,3 +208,80 @@ def test_cli_reader_on_a_missing_archive_exits_5_and_creates_nothing(scrob, tmp_
         assert result.err.count("\n") == 1
         assert "no archive at" in result.err and "Traceback" not in result.err
     assert not path.exists()
+
+
+# -- m002: a listen carries its own sighting -------------------------------------------------
+
+
+def _m001_archive(path: Path) -> None:
+    """An archive as scrob wrote it before m002: every sighting a ``sources`` row."""
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_own_sighting_in_listens")
+    t = 1_700_000_000
+    db.execute("INSERT INTO artists (id, key, name) VALUES (1, 'a', 'A')")
+    db.execute("INSERT INTO tracks (id, key, artist_id, name) VALUES"
+               " (1, 'a\x1fs', 1, 'S'), (2, 'a\x1fu', 1, 'U')")
+    listens = [(1, t, 'A', 'S', None, 1, 1), (2, t + 600, 'A', 'U', '["m1", "m2"]', 1, 2),
+               (3, t + 1200, 'A', 'S', None, 1, 1)]
+    db.conn.executemany(
+        "INSERT INTO listens (id, listened_at, artist, track, artist_mbids, artist_id,"
+        " track_id) VALUES (?, ?, ?, ?, ?, ?, ?)", listens)
+    sources = [
+        (1, 1, "lastfm", "alice", t, 1, None, '{"n":1}', 5),
+        (2, 2, "lastfm", "alice", t + 600, 2, None, '{"n":2}', 5),
+        (3, 2, "listenbrainz", "alice", t + 640, 2, "msid-2", '{"n":3}', 6),  # matched
+        # a listen whose only sighting has another time than the listen (never written
+        # by scrob, but the migration must not lose it)
+        (4, 3, "import", "old.jsonl", t + 1201, 1, None, '{"n":4}', 7),
+    ]
+    db.conn.executemany("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sources)
+    db.conn.execute("INSERT INTO cursors VALUES ('lastfm', 'alice', ?, 9)", (t + 600,))
+    db.conn.commit()
+    db.close()
+
+
+def test_m002_keeps_every_sighting_and_every_answer(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _m001_archive(path)
+    with sqlite3.connect(path) as conn:
+        before = sorted(conn.execute("SELECT listen_id, service, account, listened_at,"
+                                     " track_id, remote_id, raw, seen_at FROM sources"))
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    lastfm, lb = Account("lastfm", "alice"), Account("listenbrainz", "alice")
+    imported = Account("import", "old.jsonl")
+    with Archive(path) as archive:
+        rows = archive.conn.execute("SELECT listen_id, service, account, listened_at,"
+                                    " track_id, remote_id, raw, seen_at FROM sources")
+        assert sorted(rows) == before  # the view lists exactly the old table's rows
+        # two of the four sightings moved onto their listens; the others stay sightings
+        assert archive.conn.execute(
+            "SELECT id, account_id IS NOT NULL, raw FROM listens ORDER BY id").fetchall() == [
+            (1, 1, '{"n":1}'), (2, 1, '{"n":2}'), (3, 0, None)]
+        assert archive.conn.execute("SELECT count(*) FROM sightings").fetchone()[0] == 2
+        listed = list(archive.listens())
+        assert [(x.id, x.accounts, x.seen_at) for x in listed] == [
+            (1, ("lastfm:alice",), (1_700_000_000,)),
+            (2, ("lastfm:alice", "listenbrainz:alice"), (1_700_000_600, 1_700_000_640)),
+            (3, ("import:old.jsonl",), (1_700_001_201,))]
+        assert listed[1].artist_mbids == ("m1", "m2")
+        assert [(a["service"], a["account"], a["records"], a["cursor"])
+                for a in archive.accounts()] == [
+            ("import", "old.jsonl", 1, None), ("lastfm", "alice", 2, 1_700_000_600),
+            ("listenbrainz", "alice", 1, None)]
+        assert archive.source_times(lb) == {1_700_000_640}
+        assert [x.id for x in archive.missing_for(lb)] == [1, 3]
+        assert [x.id for x in archive.missing_for(lastfm)] == [3]
+        assert [x.id for x in archive.listens(source="listenbrainz")] == [2]
+        assert [x.id for x in archive.listens(source="import:old.jsonl")] == [3]
+        # identity still holds across the move: the old records are duplicates, a new
+        # ListenBrainz play joins the Last.fm listen it matches
+        again = archive.save_records(lastfm, [SourceRecord(1_700_000_000, "A", "S"),
+                                              SourceRecord(1_700_000_600, "a", "u")])
+        assert (again.new, again.duplicates) == (0, 2)
+        assert archive.save_records(lb, [SourceRecord(1_700_000_640, "A", "U")]).duplicates == 1
+        joined = archive.save_records(lb, [SourceRecord(1_700_000_030, "A", "S")])
+        assert (joined.new, joined.merged) == (0, 1)
+        assert archive.save_records(imported, [SourceRecord(1_700_001_201, "A", "S")]
+                                    ).duplicates == 1
+        assert archive.count() == 3
+        assert archive.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -41,7 +41,7 @@ def contents(path: Path) -> tuple[list[tuple[object, ...]], ...]:
             conn.execute("SELECT id, listened_at, artist, track, album, artist_id, track_id,"
                          " album_id FROM listens ORDER BY id").fetchall(),
             conn.execute("SELECT listen_id, service, account, listened_at, remote_id, raw"
-                         " FROM sources ORDER BY id").fetchall(),
+                         " FROM sources ORDER BY 1, 2, 3, 4").fetchall(),
             conn.execute("SELECT service, account, cursor FROM cursors ORDER BY 1").fetchall(),
             conn.execute("SELECT key, name, listens FROM tracks ORDER BY id").fetchall(),
         )

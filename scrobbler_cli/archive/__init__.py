@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_WAIT = 10.0  # seconds a writer waits for the lock (archive/lock.py)
 
 #: The number of migrations; each migration sets ``PRAGMA user_version`` to its number.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Records further apart than this are looked up in separate windows, so a batch that
 # spans years never loads the archive's whole history as candidates.
@@ -80,6 +80,7 @@ class Archive:
         self.background = background and not readonly and not self._memory
         self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
+        self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
         # (artist, track, album) as spelled -> their name keys; names repeat a great deal
         self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         if readonly and not self._memory and not self.path.exists():
@@ -215,6 +216,7 @@ class Archive:
                 conn.execute("ROLLBACK")
             for cache in self._ids.values():  # ids handed out in the transaction are void
                 cache.clear()
+            self._accounts.clear()
             raise
         if result.new and self._unfolded() >= FOLD_AFTER:
             self.fold_counts()
@@ -264,12 +266,13 @@ class Archive:
         conn = self.conn
         lo = batch[0].listened_at - self.tolerance
         hi = batch[-1].listened_at + self.tolerance
-        svc, acct = account.service, account.name
-        seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, (svc, acct, lo, hi)))
-        # Other sources' listens near the batch that this account has no record of yet:
+        account_id = self._account_id(account)
+        near = {"lo": lo, "hi": hi, "account_id": account_id}
+        seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, near))
+        # Other accounts' listens near the batch that this account has no record of yet:
         # the only ones a record may join (a single-source sync finds none at all).
         index = CandidateIndex()
-        for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, (lo, hi, svc, acct)):
+        for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, near):
             index.add(Candidate(lid, t), tid, mbid)
 
         keys = []
@@ -302,7 +305,7 @@ class Archive:
         next_id = (conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
         now = int(time.time())
         new_listens: list[tuple[Any, ...]] = []
-        new_sources: list[tuple[Any, ...]] = []
+        new_sightings: list[tuple[Any, ...]] = []
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
         matched: dict[int, Candidate] = {}
@@ -327,25 +330,42 @@ class Archive:
                 continue
             seen.add(ident)
             match = matched.get(idx) if matched else None
-            if match is not None:
-                listen_id = match.listen_id
-                result.merged += 1
-            else:
-                # A new listen is this source's own: no other record of the batch (all
-                # from this source) may match it, so it never joins the candidates.
-                listen_id = next_id
-                next_id += 1
-                new_listens.append((
-                    listen_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
-                    rec.duration, rec.recording_mbid, rec.release_mbid,
-                    dumps(rec.artist_mbids).decode() if rec.artist_mbids else None,
-                    artist_ids[a_key], track_id, album_ids[b_key] if b_key else None,
-                ))
-            new_sources.append((listen_id, svc, acct, rec.listened_at, track_id,
-                                rec.remote_id, rec.raw, now))
+            if match is not None:  # another account's listen: this is a later sighting
+                new_sightings.append((match.listen_id, account_id, rec.listened_at, track_id,
+                                      rec.remote_id, rec.raw, now))
+                continue
+            # A new listen is this source's own, and carries its sighting: no other record
+            # of the batch (all from this source) may match it, so it never joins the
+            # candidates.
+            new_listens.append((
+                next_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
+                rec.duration, rec.recording_mbid, rec.release_mbid,
+                dumps(rec.artist_mbids).decode() if rec.artist_mbids else None,
+                artist_ids[a_key], track_id, album_ids[b_key] if b_key else None,
+                account_id, rec.remote_id, rec.raw, now,
+            ))
+            next_id += 1
         result.new += len(new_listens)
+        result.merged += len(new_sightings)
         conn.executemany(queries.INSERT_LISTEN, new_listens)
-        conn.executemany(queries.INSERT_SOURCE, new_sources)
+        if new_sightings:
+            conn.executemany(queries.INSERT_SIGHTING, new_sightings)
+
+    def _account_id(self, account: Account, *, create: bool = True) -> int | None:
+        """The ``accounts`` row of ``account`` (created when saving, so inside the
+        transaction; a rollback clears the cache)."""
+        found = self._accounts.get(account)
+        if found is not None:
+            return found
+        row = self.conn.execute("SELECT id FROM accounts WHERE service = ? AND account = ?",
+                                (account.service, account.name)).fetchone()
+        if row is None:
+            if not create:
+                return None
+            row = (self.conn.execute("INSERT INTO accounts (service, account) VALUES (?, ?)",
+                                     (account.service, account.name)).lastrowid,)
+        self._accounts[account] = int(row[0])
+        return int(row[0])
 
 
     def _resolve(self, table: str, wanted: dict[str, tuple[str | None, int | None]]
@@ -426,11 +446,17 @@ class Archive:
         These are the account's own timestamps (a listen matched across sources keeps
         the first source's time), e.g. so an export never reuses a second Last.fm holds.
         """
+        account_id = self._account_id(account, create=False)
+        if account_id is None:
+            return set()
         rows = self.conn.execute(
-            "SELECT DISTINCT listened_at FROM sources WHERE service = ? AND account = ?"
-            " AND listened_at >= ? AND listened_at < ?",
-            (account.service, account.name,
-             since if since is not None else -(2**62), until if until is not None else 2**62),
+            "SELECT listened_at FROM listens WHERE listened_at >= :since"
+            " AND listened_at < :until AND account_id = :account_id"
+            " UNION SELECT listened_at FROM sightings WHERE account_id = :account_id"
+            " AND listened_at >= :since AND listened_at < :until",
+            {"account_id": account_id,
+             "since": since if since is not None else -(2**62),
+             "until": until if until is not None else 2**62},
         )
         return {int(r[0]) for r in rows}
 
@@ -440,10 +466,14 @@ class Archive:
     def accounts(self) -> list[dict[str, Any]]:
         """Every account with records in the archive, its record count and cursor."""
         rows = self.conn.execute("""
-            SELECT s.service, s.account, count(*) AS records,
+            SELECT a.service, a.account, sum(n) AS records,
                    (SELECT cursor FROM cursors c
-                    WHERE c.service = s.service AND c.account = s.account) AS cursor
-            FROM sources s GROUP BY s.service, s.account ORDER BY 1, 2""").fetchall()
+                    WHERE c.service = a.service AND c.account = a.account) AS cursor
+            FROM (SELECT account_id, count(*) AS n FROM listens GROUP BY account_id
+                  UNION ALL
+                  SELECT account_id, count(*) FROM sightings GROUP BY account_id) r
+            JOIN accounts a ON a.id = r.account_id
+            GROUP BY a.id ORDER BY 1, 2""").fetchall()
         return [dict(zip(("service", "account", "records", "cursor"), r)) for r in rows]
 
     def listens(
@@ -478,9 +508,13 @@ class Archive:
                 args.append(name_key(value))
         if source is not None:
             picked = _source_filter(source)
-            where.append("EXISTS (SELECT 1 FROM sources s WHERE s.listen_id = l.id"
-                         " AND s.service = ? AND (? IS NULL OR s.account = ?))")
-            args.extend([picked["source"], picked["source_account"], picked["source_account"]])
+            where.append(
+                "(l.account_id IN (SELECT id FROM accounts WHERE service = ?"
+                " AND (? IS NULL OR account = ?)) OR EXISTS (SELECT 1 FROM sightings s"
+                " JOIN accounts a ON a.id = s.account_id WHERE s.listen_id = l.id"
+                " AND a.service = ? AND (? IS NULL OR a.account = ?)))")
+            args.extend([picked["source"], picked["source_account"],
+                         picked["source_account"]] * 2)
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
                # listens of one second are ordered by what they are, not by row id, so
@@ -512,6 +546,7 @@ class Archive:
         sql = queries.MISSING_FOR.format(columns=queries.BARE_COLUMNS)
         params = {
             "service": account.service, "account": account.name,
+            "account_id": self._account_id(account, create=False) or -1,
             "include_pushed": int(include_pushed),
             "since": since if since is not None else -(2**62),
             "until": until if until is not None else 2**62,
@@ -532,6 +567,7 @@ class Archive:
         side of ``missing_for`` (an export's ``already_there``)."""
         params = {
             "service": account.service, "account": account.name,
+            "account_id": self._account_id(account, create=False) or -1,
             "since": since if since is not None else -(2**62),
             "until": until if until is not None else 2**62,
             **_source_filter(source),

@@ -110,3 +110,94 @@ def m001_initial(db: Database) -> None:
                 FROM sources s WHERE s.listen_id = l.id) AS sources
         FROM listens l""")
     db.execute("PRAGMA user_version = 1")
+
+
+@migrations(name="m002_own_sighting_in_listens")
+def m002_own_sighting_in_listens(db: Database) -> None:
+    """A listen carries the sighting that brought it; ``sightings`` holds only the others.
+
+    Most listens are seen by one account, so keeping that sighting in its own table cost
+    every saved listen a second row and three index entries (a third of a sync's writing
+    and a third of the file). Now ``listens`` has ``account_id``, ``remote_id``, ``raw``
+    and ``seen_at`` of its first sighting; later sightings by other accounts (the same
+    play on Last.fm and ListenBrainz) go to ``sightings``; accounts are rows of
+    ``accounts``. The view ``sources`` still lists every sighting with its service and
+    account names, as the table of that name did. Same-source identity is checked by the
+    save path against both, through ``listens_time`` (which now carries ``account_id``)
+    and ``sightings_identity``.
+    """
+    db.execute("""
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            service TEXT NOT NULL,
+            account TEXT NOT NULL,
+            UNIQUE (service, account)
+        )""")
+    for column in ("account_id INTEGER REFERENCES accounts(id)", "remote_id TEXT",
+                   "raw TEXT", "seen_at INTEGER"):
+        db.execute(f"ALTER TABLE listens ADD COLUMN {column}")
+    db.execute("""
+        CREATE TABLE sightings (
+            id INTEGER PRIMARY KEY,
+            listen_id INTEGER NOT NULL REFERENCES listens(id),
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            listened_at INTEGER NOT NULL,
+            track_id INTEGER NOT NULL REFERENCES tracks(id),
+            remote_id TEXT,
+            raw TEXT,
+            seen_at INTEGER NOT NULL
+        )""")
+    db.execute("INSERT INTO accounts (service, account)"
+               " SELECT DISTINCT service, account FROM sources ORDER BY 1, 2")
+    # The sighting that created each listen: the earliest with the listen's own time and
+    # track (new listens were always saved from their first record).
+    db.execute("CREATE TEMP TABLE m002_first (listen_id INTEGER PRIMARY KEY, sid INTEGER)")
+    db.execute("""
+        INSERT INTO m002_first
+        SELECT s.listen_id, min(s.id) FROM sources s
+        JOIN listens l ON l.id = s.listen_id AND l.listened_at = s.listened_at
+                      AND l.track_id = s.track_id
+        GROUP BY s.listen_id""")
+    db.execute("CREATE UNIQUE INDEX temp.m002_first_sid ON m002_first(sid)")
+    db.execute("""
+        UPDATE listens SET (account_id, remote_id, raw, seen_at) = (
+            SELECT a.id, s.remote_id, s.raw, s.seen_at
+            FROM m002_first f JOIN sources s ON s.id = f.sid
+            JOIN accounts a ON a.service = s.service AND a.account = s.account
+            WHERE f.listen_id = listens.id)""")
+    db.execute("""
+        INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, raw,
+                               seen_at)
+        SELECT s.listen_id, a.id, s.listened_at, s.track_id, s.remote_id, s.raw, s.seen_at
+        FROM sources s JOIN accounts a ON a.service = s.service AND a.account = s.account
+        WHERE s.id NOT IN (SELECT sid FROM m002_first)
+        ORDER BY s.id""")
+    db.execute("DROP TABLE m002_first")
+    db.execute("DROP VIEW listens_with_sources")
+    db.execute("DROP TABLE sources")
+    db.execute("DROP INDEX listens_time")
+    for sql in (
+        "CREATE INDEX listens_time"
+        " ON listens(listened_at, artist_id, track_id, album_id, account_id)",
+        "CREATE UNIQUE INDEX sightings_identity"
+        " ON sightings(account_id, listened_at, track_id)",
+        "CREATE INDEX sightings_listen ON sightings(listen_id)",
+    ):
+        db.execute(sql)
+    db.execute("""
+        CREATE VIEW sources AS
+        SELECT l.id AS listen_id, a.service, a.account, l.listened_at, l.track_id,
+               l.remote_id, l.raw, l.seen_at
+        FROM listens l JOIN accounts a ON a.id = l.account_id
+        UNION ALL
+        SELECT s.listen_id, a.service, a.account, s.listened_at, s.track_id,
+               s.remote_id, s.raw, s.seen_at
+        FROM sightings s JOIN accounts a ON a.id = s.account_id""")
+    db.execute("""
+        CREATE VIEW listens_with_sources AS
+        SELECT l.id, l.listened_at, datetime(l.listened_at, 'unixepoch') AS listened_at_utc,
+               l.artist, l.track, l.album,
+               (SELECT group_concat(s.service || ':' || s.account, ' ')
+                FROM sources s WHERE s.listen_id = l.id) AS sources
+        FROM listens l""")
+    db.execute("PRAGMA user_version = 2")

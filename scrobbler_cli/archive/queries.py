@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-# Listens of other sources near a batch that the saving account has no record of: the
+# A listen's own sighting (the record that brought it) is kept on its ``listens`` row;
+# later sightings by other accounts are ``sightings`` rows (migration m002).
+
+# Listens of other accounts near a batch that the saving account has no record of: the
 # ones its records may join (archive.md, one-to-one matching).
 CANDIDATES = """
 SELECT l.id, l.listened_at, l.track_id, l.recording_mbid
 FROM listens l
-WHERE l.listened_at BETWEEN ? AND ?
-  AND NOT EXISTS (SELECT 1 FROM sources s
-                  WHERE s.listen_id = l.id AND s.service = ? AND s.account = ?)
+WHERE l.listened_at BETWEEN :lo AND :hi
+  AND l.account_id IS NOT :account_id
+  AND NOT EXISTS (SELECT 1 FROM sightings s
+                  WHERE s.listen_id = l.id AND s.account_id = :account_id)
 ORDER BY l.listened_at, l.id
 """
 
+# The (own time, track) of every record the account has near a batch.
 SAME_SOURCE = """
-SELECT listened_at, track_id FROM sources
-WHERE service = ? AND account = ? AND listened_at BETWEEN ? AND ?
+SELECT listened_at, track_id FROM listens
+WHERE listened_at BETWEEN :lo AND :hi AND account_id = :account_id
+UNION ALL
+SELECT listened_at, track_id FROM sightings
+WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
 """
 
 INSERT_LISTEN = """
 INSERT INTO listens (id, listened_at, artist, track, album, duration, recording_mbid,
-                     release_mbid, artist_mbids, artist_id, track_id, album_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     release_mbid, artist_mbids, artist_id, track_id, album_id, account_id,
+                     remote_id, raw, seen_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-INSERT_SOURCE = """
-INSERT INTO sources (listen_id, service, account, listened_at, track_id, remote_id, raw,
-                     seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT_SIGHTING = """
+INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, raw, seen_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 UPSERT_CURSOR = """
@@ -39,9 +47,12 @@ ON CONFLICT (service, account) DO UPDATE SET cursor = max(cursor, excluded.curso
 LISTEN_COLUMNS = """
 l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
 l.release_mbid, l.artist_mbids,
-(SELECT group_concat(s.service || ':' || s.account || char(30) || s.listened_at, char(31))
- FROM (SELECT service, account, listened_at FROM sources WHERE listen_id = l.id
-       ORDER BY service, account, listened_at) s) AS accounts
+(SELECT group_concat(x.service || ':' || x.account || char(30) || x.listened_at, char(31))
+ FROM (SELECT a.service, a.account, l.listened_at FROM accounts a WHERE a.id = l.account_id
+       UNION ALL
+       SELECT a.service, a.account, s.listened_at
+       FROM sightings s JOIN accounts a ON a.id = s.account_id WHERE s.listen_id = l.id
+       ORDER BY 1, 2, 3) x) AS accounts
 """
 
 # The same columns without the accounts each listen was seen by: exports do not need
@@ -51,40 +62,51 @@ l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
 l.release_mbid, l.artist_mbids, NULL AS accounts
 """
 
-# Listens an account lacks: no record of that account is attached to them (attachment
-# is decided by the matching rules when records are saved) and, optionally, not pushed
-# there before.
-MISSING_FOR = """
-SELECT {columns} FROM listens l
-WHERE NOT EXISTS (SELECT 1 FROM sources s
-                  WHERE s.listen_id = l.id AND s.service = :service AND s.account = :account)
-  AND (:include_pushed OR NOT EXISTS (
-        SELECT 1 FROM pushes p
-        WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
-  AND l.listened_at >= :since AND l.listened_at < :until
+# Whether a listen was seen by an account of :source (and :source_account, if given).
+_SEEN_BY_SOURCE = """
+(:source IS NULL
+ OR l.account_id IN (SELECT id FROM accounts WHERE service = :source
+                     AND (:source_account IS NULL OR account = :source_account))
+ OR EXISTS (SELECT 1 FROM sightings s2 JOIN accounts a2 ON a2.id = s2.account_id
+            WHERE s2.listen_id = l.id AND a2.service = :source
+              AND (:source_account IS NULL OR a2.account = :source_account)))
+"""
+
+# Whether :account_id has a record of the listen (attachment is decided by the matching
+# rules when records are saved).
+_HAS = """
+(l.account_id IS :account_id
+ OR EXISTS (SELECT 1 FROM sightings s WHERE s.listen_id = l.id AND s.account_id = :account_id))
+"""
+
+_PUSHED = """
+EXISTS (SELECT 1 FROM pushes p
+        WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account)
+"""
+
+# Listens an account lacks: no record of it is attached to them and, optionally, they
+# were not pushed there before.
+MISSING_FOR = f"""
+SELECT {{columns}} FROM listens l
+WHERE l.listened_at >= :since AND l.listened_at < :until
+  AND NOT {_HAS}
+  AND (:include_pushed OR NOT {_PUSHED})
   -- only listens seen somewhere other than this service: another account's listens of
   -- the same service (a friend's ListenBrainz history) are never pushed to this one
-  AND EXISTS (SELECT 1 FROM sources s3 WHERE s3.listen_id = l.id AND s3.service != :service)
-  AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
-                                  WHERE s2.listen_id = l.id AND s2.service = :source
-                                    AND (:source_account IS NULL
-                                         OR s2.account = :source_account)))
+  AND (l.account_id IN (SELECT id FROM accounts WHERE service != :service)
+       OR EXISTS (SELECT 1 FROM sightings s3 JOIN accounts a3 ON a3.id = s3.account_id
+                  WHERE s3.listen_id = l.id AND a3.service != :service))
+  AND {_SEEN_BY_SOURCE}
 ORDER BY l.listened_at, l.id
 """
 
 # Listens of a window (optionally seen by one service) that an account has: a record of
 # it is attached, or scrob pushed the listen there before.
-COUNT_PRESENT = """
+COUNT_PRESENT = f"""
 SELECT count(*) FROM listens l
 WHERE l.listened_at >= :since AND l.listened_at < :until
-  AND (:source IS NULL OR EXISTS (SELECT 1 FROM sources s2
-                                  WHERE s2.listen_id = l.id AND s2.service = :source
-                                    AND (:source_account IS NULL
-                                         OR s2.account = :source_account)))
-  AND (EXISTS (SELECT 1 FROM sources s
-               WHERE s.listen_id = l.id AND s.service = :service AND s.account = :account)
-       OR EXISTS (SELECT 1 FROM pushes p
-                  WHERE p.listen_id = l.id AND p.service = :service AND p.account = :account))
+  AND {_SEEN_BY_SOURCE}
+  AND ({_HAS} OR {_PUSHED})
 """
 
 # Listens with id in (lo, hi] per name: the tail not yet folded into the name counts.
