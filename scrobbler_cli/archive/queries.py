@@ -109,8 +109,8 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
   AND ({_HAS} OR {_PUSHED})
 """
 
-# The names of the listens with id in (lo, hi]: the tail not yet folded into the name
-# counts.
-TAIL_NAMES = """
-SELECT artist_id, track_id, album_id FROM listens WHERE id > ? AND id <= ?
+# Listens with id in (lo, hi] per name: the tail not yet folded into the name counts.
+TAIL_COUNTS = """
+SELECT {column}, count(*) FROM listens
+WHERE id > ? AND id <= ? AND {column} IS NOT NULL GROUP BY {column}
 """
