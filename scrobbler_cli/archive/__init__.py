@@ -249,10 +249,12 @@ class Archive:
             if last > done:
                 for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
                                       ("albums", "album_id")):
+                    # (count, id) rows stream straight into the updates: no list of them
+                    # is ever built (the writer process's peak memory)
                     deltas = conn.execute(queries.TAIL_COUNTS.format(column=column),
-                                          (done, last)).fetchall()
+                                          (done, last))
                     conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
-                                     [(n, i) for i, n in deltas])
+                                     deltas)
                 conn.execute("INSERT INTO meta (key, value) VALUES ('counted_to', ?)"
                              " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (last,))
             conn.execute("COMMIT")

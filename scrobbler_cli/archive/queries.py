@@ -111,6 +111,6 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
 
 # Listens with id in (lo, hi] per name: the tail not yet folded into the name counts.
 TAIL_COUNTS = """
-SELECT {column}, count(*) FROM listens
+SELECT count(*), {column} FROM listens
 WHERE id > ? AND id <= ? AND {column} IS NOT NULL GROUP BY {column}
 """
