@@ -106,9 +106,15 @@ def load() -> Settings:
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         try:
-            return type(default)(raw)
-        except (TypeError, ValueError):
+            value = type(default)(raw)
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(f"the setting {name} must be a number, not {raw!r}") from None
+        # a negative tolerance or wait is never meant, and a negative match tolerance
+        # would let the archive miss a record it already holds
+        if not 0 <= value < float("inf"):
+            raise UsageError(f"the setting {name} must be a number of at least 0, "
+                             f"not {raw!r}")
+        return value
     if name.endswith("_api_url"):
         return _url(name, str(raw))
     return str(raw)

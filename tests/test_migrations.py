@@ -74,17 +74,19 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path: Path) -> Non
                         "cursors", "pushes", "_sqlite_migrations"}
     assert essential_tables <= found["table"]
     assert declared("table") <= found["table"]
-    assert {"sightings_identity", "listens_time"} <= found["index"]
+    assert {"listens_identity", "sightings_identity", "listens_time"} <= found["index"]
     assert declared("index") <= found["index"]
     assert {"listens_with_sources", "sources"} <= found["view"]
     assert declared("view") <= found["view"]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        # the identity of a later sighting is enforced by the database itself
-        unique = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'sightings_identity'"
-                              ).fetchone()[0]
-    assert "UNIQUE" in unique.upper()
+        # the identity of a source's record is enforced by the database itself, for a
+        # listen's own sighting and for the later ones
+        unique = [sql for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name IN ('listens_identity',"
+            " 'sightings_identity')")]
+    assert len(unique) == 2 and all("UNIQUE" in sql.upper() for sql in unique)
     assert [name for name, _ in applied(path)] == [
         m.name for m in migrations.pending(Database(memory=True))]
 
@@ -285,3 +287,38 @@ def test_m002_keeps_every_sighting_and_every_answer(tmp_path: Path) -> None:
                                     ).duplicates == 1
         assert archive.count() == 3
         assert archive.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_database_refuses_a_second_record_of_one_play_from_one_account(tmp_path: Path
+                                                                         ) -> None:
+    """The save path finds repeats itself; should it ever miss one, the archive refuses
+    the row instead of keeping the play twice."""
+    lastfm = Account("lastfm", "alice")
+    with Archive(tmp_path / "a.db") as archive:
+        archive.save_records(lastfm, [SourceRecord(1_700_000_000, "A", "S")])
+        archive.save_records(Account("listenbrainz", "alice"),
+                             [SourceRecord(1_700_000_030, "A", "S")])  # a later sighting
+        for table, sql in (
+            ("listens", "INSERT INTO listens (listened_at, artist, track, artist_id, track_id,"
+                        " account_id) SELECT listened_at, artist, track, artist_id,"
+                        " track_id, account_id FROM listens"),
+            ("sightings", "INSERT INTO sightings (listen_id, account_id, listened_at,"
+                          " track_id, seen_at) SELECT listen_id, account_id, listened_at,"
+                          " track_id, seen_at FROM sightings"),
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+                archive.conn.execute(sql)
+            assert archive.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 1
+
+
+def test_a_negative_match_tolerance_is_refused(tmp_path: Path, scrob,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="at least 0"):
+        Archive(tmp_path / "a.db", tolerance=-1)
+    path = tmp_path / "two.jsonl"
+    path.write_text('{"listened_at": 1700000000, "artist": "A", "track": "S"}\n'
+                    '{"listened_at": 1700000600, "artist": "A", "track": "U"}\n')
+    monkeypatch.setenv("SCROB_MATCH_TOLERANCE", "-1")
+    result = scrob("--db", str(tmp_path / "b.db"), "import", str(path))
+    assert result.code == 2 and "match_tolerance" in result.err
+    assert "Traceback" not in result.err and not (tmp_path / "b.db").exists()

@@ -72,6 +72,8 @@ class Archive:
         background: bool = False,
         lock: bool = True,
     ) -> None:
+        if not tolerance >= 0:  # a negative one would hide records the archive holds
+            raise ValueError(f"the match tolerance must be at least 0 seconds, not {tolerance}")
         self.path = Path(path)
         self.readonly = readonly
         self.tolerance = tolerance

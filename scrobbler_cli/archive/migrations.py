@@ -122,9 +122,10 @@ def m002_own_sighting_in_listens(db: Database) -> None:
     and ``seen_at`` of its first sighting; later sightings by other accounts (the same
     play on Last.fm and ListenBrainz) go to ``sightings``; accounts are rows of
     ``accounts``. The view ``sources`` still lists every sighting with its service and
-    account names, as the table of that name did. Same-source identity is checked by the
-    save path against both, through ``listens_time`` (which now carries ``account_id``)
-    and ``sightings_identity``.
+    account names, as the table of that name did. Same-source identity stays enforced by
+    the database: ``listens_identity`` for a listen's own sighting, ``sightings_identity``
+    for the others (a listen whose first sighting an old archive cannot tell keeps a NULL
+    ``account_id`` and all its sightings in ``sightings``).
     """
     db.execute("""
         CREATE TABLE accounts (
@@ -175,10 +176,8 @@ def m002_own_sighting_in_listens(db: Database) -> None:
     db.execute("DROP TABLE m002_first")
     db.execute("DROP VIEW listens_with_sources")
     db.execute("DROP TABLE sources")
-    db.execute("DROP INDEX listens_time")
     for sql in (
-        "CREATE INDEX listens_time"
-        " ON listens(listened_at, artist_id, track_id, album_id, account_id)",
+        "CREATE UNIQUE INDEX listens_identity ON listens(account_id, listened_at, track_id)",
         "CREATE UNIQUE INDEX sightings_identity"
         " ON sightings(account_id, listened_at, track_id)",
         "CREATE INDEX sightings_listen ON sightings(listen_id)",
