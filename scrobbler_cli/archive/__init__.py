@@ -494,31 +494,25 @@ class Archive:
     ) -> Iterator[Listen]:
         """Listens matching the filters; names compare by their normalized keys."""
         where = ["1"]
-        args: list[Any] = []
+        args: dict[str, Any] = {}
         if since is not None:
-            where.append("l.listened_at >= ?")
-            args.append(since)
+            where.append("l.listened_at >= :since")
+            args["since"] = since
         if until is not None:
-            where.append("l.listened_at < ?")
-            args.append(until)
+            where.append("l.listened_at < :until")
+            args["until"] = until
         for column, value in (("artist", artist), ("track", track), ("album", album)):
             if value is not None:
                 table = column + "s"
                 where.append(
                     f"l.{column}_id IN (SELECT id FROM {table} WHERE substr(key, "
-                    f"instr(key, char(31)) + 1) = ?)" if column != "artist"
-                    else "l.artist_id IN (SELECT id FROM artists WHERE key = ?)"
+                    f"instr(key, char(31)) + 1) = :{column})" if column != "artist"
+                    else "l.artist_id IN (SELECT id FROM artists WHERE key = :artist)"
                 )
-                args.append(name_key(value))
+                args[column] = name_key(value)
         if source is not None:
-            picked = _source_filter(source)
-            where.append(
-                "(l.account_id IN (SELECT id FROM accounts WHERE service = ?"
-                " AND (? IS NULL OR account = ?)) OR EXISTS (SELECT 1 FROM sightings s"
-                " JOIN accounts a ON a.id = s.account_id WHERE s.listen_id = l.id"
-                " AND a.service = ? AND (? IS NULL OR a.account = ?)))")
-            args.extend([picked["source"], picked["source_account"],
-                         picked["source_account"]] * 2)
+            where.append(queries.SEEN_BY_SOURCE)
+            args.update(_source_filter(source))
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
                # listens of one second are ordered by what they are, not by row id, so
@@ -526,8 +520,8 @@ class Archive:
                f" ORDER BY l.listened_at {order}, l.artist {order}, l.track {order},"
                f" l.album {order}, l.id {order}")
         if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+            sql += " LIMIT :limit"
+            args["limit"] = limit
         for row in self.conn.execute(sql, args):
             yield _listen(row)
 

@@ -63,7 +63,7 @@ l.release_mbid, l.artist_mbids, NULL AS accounts
 """
 
 # Whether a listen was seen by an account of :source (and :source_account, if given).
-_SEEN_BY_SOURCE = """
+SEEN_BY_SOURCE = """
 (:source IS NULL
  OR l.account_id IN (SELECT id FROM accounts WHERE service = :source
                      AND (:source_account IS NULL OR account = :source_account))
@@ -96,7 +96,7 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
   AND (l.account_id IN (SELECT id FROM accounts WHERE service != :service)
        OR EXISTS (SELECT 1 FROM sightings s3 JOIN accounts a3 ON a3.id = s3.account_id
                   WHERE s3.listen_id = l.id AND a3.service != :service))
-  AND {_SEEN_BY_SOURCE}
+  AND {SEEN_BY_SOURCE}
 ORDER BY l.listened_at, l.id
 """
 
@@ -105,7 +105,7 @@ ORDER BY l.listened_at, l.id
 COUNT_PRESENT = f"""
 SELECT count(*) FROM listens l
 WHERE l.listened_at >= :since AND l.listened_at < :until
-  AND {_SEEN_BY_SOURCE}
+  AND {SEEN_BY_SOURCE}
   AND ({_HAS} OR {_PUSHED})
 """
 
