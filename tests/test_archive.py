@@ -281,6 +281,41 @@ def test_maintained_counts_equal_a_group_by_after_mixed_saves(archive: Archive) 
     assert albums == {"In Rainbows": 3, "Blur": 2, "Dummy": 1}
 
 
+def test_counts_kept_while_saving_never_count_a_listen_twice(path: Path) -> None:
+    """The fold adds the counts an archive object kept while saving only for listens it
+    saved itself and nobody folded yet: whatever other writers did in between."""
+    def batch(start: int, artist: str, n: int = 3) -> list[SourceRecord]:
+        return [rec(start + 1000 * i, artist, f"t{i % 2}", album=f"{artist} LP" if i else None)
+                for i in range(n)]
+
+    def grouped(conn: sqlite3.Connection) -> dict[str, int]:
+        return dict(conn.execute("SELECT a.name, count(*) FROM listens l"
+                                 " JOIN artists a ON a.id = l.artist_id GROUP BY a.name"))
+
+    with Archive(path) as first:
+        first.save_records(LASTFM, batch(T, "Blur"))
+        with Archive(path, lock=False) as other:  # another writer, between two of ours
+            other.save_records(LB, batch(T + 100_000, "Muse"))
+            other.fold_counts()  # folds our listens from the table, its own from its counts
+        first.save_records(LASTFM, batch(T + 200_000, "Blur"))
+        with pytest.raises(ValueError):  # rolled back: its counts go with it
+            first.save_records(LASTFM, batch(T + 300_000, "Pulp"), cursor="x")  # type: ignore[arg-type]
+        first.save_records(LASTFM, batch(T + 400_000, "Blur"))
+        assert_counts_match(first)
+        first.save_records(LASTFM, batch(T + 500_000, "Blur"))
+        other = Archive(path, lock=False)
+        other.save_records(LB, batch(T + 600_000, "Muse"))  # saved, not folded
+        first.save_records(LASTFM, batch(T + 700_000, "Pulp"))
+        assert_counts_match(first)
+        first.save_records(LASTFM, batch(T + 800_000, "Pulp"))
+        other.fold_counts()  # folds what first kept counts of
+        first.save_records(LASTFM, batch(T + 900_000, "Pulp"))
+        assert_counts_match(first)
+        other.close()
+        assert dict(first.conn.execute("SELECT name, listens FROM artists")) \
+            == grouped(first.conn) == {"Blur": 12, "Muse": 6, "Pulp": 9}
+
+
 def test_accounts_and_count(history: Archive) -> None:
     assert history.count() == 7
     assert history.accounts() == [

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pytest
 
 from scrobbler_cli.archive import Archive
 from scrobbler_cli.models import Account, SourceRecord
-from scrobbler_cli.normalize import SEP, album_key, name_key, track_key
+from scrobbler_cli.normalize import _FOLD, SEP, album_key, name_key, track_key
 
 LASTFM = Account("lastfm", "alice")
 LB = Account("listenbrainz", "alice")
@@ -56,6 +59,27 @@ def test_variants_share_one_key(a: str, b: str) -> None:
 )
 def test_different_names_keep_different_keys(a: str, b: str) -> None:
     assert name_key(a) != name_key(b)
+
+
+def _reference_key(name: str) -> str:
+    """archive.md's normalization, step by step, with no shortcut."""
+    folded = unicodedata.normalize("NFKC", name).casefold().translate(_FOLD)
+    return " ".join(folded.split())
+
+
+def test_key_shortcuts_change_nothing() -> None:
+    # name_key skips NFKC for ASCII and the fold table when no character of it is there;
+    # every character up to U+3100, alone and between letters, and random mixes of the
+    # tricky ones give the reference key
+    for code in range(0x3100):
+        for text in (chr(code), f"Ab{chr(code)}c D", f" {chr(code)}\u0301X "):
+            assert name_key.__wrapped__(text) == _reference_key(text), repr(text)
+    tricky = [*map(chr, _FOLD), "A", "z", " ", "\t", "\u00a0", "\u0301", "\ufb01", "\uff2d",
+              "\u00df", "\u0130", "\u2460", "\u3000", "\u2033", "1", "'", '"', "-"]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(tricky) for _ in range(rng.randint(0, 8)))
+        assert name_key.__wrapped__(text) == _reference_key(text), repr(text)
 
 
 def test_key_is_folded_and_plain() -> None:

@@ -14,7 +14,9 @@ import os
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,10 @@ _WAL_KEEP = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint
 
 __all__ = ["Archive", "SCHEMA_VERSION"]
 
+# The artist, track and album ids of a row of ``queries.INSERT_LISTEN``.
+_NAME_IDS = (itemgetter(9), itemgetter(10), itemgetter(11))
+_NAME_COLUMNS = (("artists", "artist_id"), ("tracks", "track_id"), ("albums", "album_id"))
+
 
 class Archive:
     """An open archive. Use as a context manager; ``readonly`` skips the write lock.
@@ -85,6 +91,13 @@ class Archive:
         self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
         # (artist, track, album) as spelled -> their name keys; names repeat a great deal
         self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+        # The name counts of the listens this object saved since its last fold: ids in
+        # (span[0], span[1]], per artist, track and album id. The fold adds them instead of
+        # reading those listens back (fold_counts). ``_saving`` is the same for the open
+        # transaction, merged in when it commits.
+        self._tail: tuple[int, int] | None = None
+        self._tail_counts: tuple[Counter[int], ...] = ()
+        self._saving: list[Any] | None = None
         if readonly and not self._memory and not self.path.exists():
             raise ArchiveError(
                 f"no archive at {self.path}",
@@ -203,6 +216,7 @@ class Archive:
         batch = sorted(records, key=lambda r: r.listened_at)
         result = SaveResult(received=len(batch))
         conn = self.conn
+        self._saving = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             for window in _windows(batch):
@@ -220,6 +234,7 @@ class Archive:
                 cache.clear()
             self._accounts.clear()
             raise
+        self._count_saved()
         if result.new and self._unfolded() >= FOLD_AFTER:
             self.fold_counts()
         return result
@@ -240,7 +255,12 @@ class Archive:
         return int(row[0]) if row else 0
 
     def fold_counts(self) -> None:
-        """Add the unfolded listens to the names' counts, in one transaction."""
+        """Add the unfolded listens to the names' counts, in one transaction.
+
+        The listens this object saved itself are added from the counts it kept while
+        saving them; any others (another run's, or before this object's first save) are
+        counted from the ``listens`` table.
+        """
         if self.readonly:
             return
         conn = self.conn
@@ -248,15 +268,20 @@ class Archive:
             conn.execute("BEGIN IMMEDIATE")
             done = self.counted_to()
             last = conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
+            kept = self._tail is not None and self._tail[0] >= done and self._tail[1] == last
+            read_to = self._tail[0] if kept and self._tail else last
             if last > done:
-                for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
-                                      ("albums", "album_id")):
-                    # (count, id) rows stream straight into the updates: no list of them
-                    # is ever built (the writer process's peak memory)
-                    deltas = conn.execute(queries.TAIL_COUNTS.format(column=column),
-                                          (done, last))
-                    conn.executemany(f"UPDATE {table} SET listens = listens + ? WHERE id = ?",
-                                     deltas)
+                for i, (table, column) in enumerate(_NAME_COLUMNS):
+                    update = f"UPDATE {table} SET listens = listens + ? WHERE id = ?"
+                    if read_to > done:
+                        # (count, id) rows stream straight into the updates: no list of
+                        # them is ever built (the writer process's peak memory)
+                        conn.executemany(update, conn.execute(
+                            queries.TAIL_COUNTS.format(column=column), (done, read_to)))
+                    if kept:  # in id order (B-tree locality), without a list of pairs
+                        counts = self._tail_counts[i]
+                        conn.executemany(update, ((counts[name_id], name_id)
+                                                  for name_id in sorted(counts)))
                 conn.execute("INSERT INTO meta (key, value) VALUES ('counted_to', ?)"
                              " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (last,))
             conn.execute("COMMIT")
@@ -264,6 +289,35 @@ class Archive:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._tail, self._tail_counts = None, ()
+
+    def _count_new(self, rows: list[tuple[Any, ...]]) -> None:
+        """Count the names of new ``listens`` rows (ids ascending) of the open transaction."""
+        saving = self._saving
+        if saving is None:
+            self._saving = saving = [rows[0][0] - 1, rows[0][0] - 1, (Counter(), Counter(),
+                                                                      Counter())]
+        if saving[1] != rows[0][0] - 1:  # not contiguous (never expected): fold reads them
+            saving[0] = None
+        saving[1] = rows[-1][0]
+        for counts, get in zip(saving[2], _NAME_IDS):
+            counts.update(map(get, rows))
+        saving[2][2].pop(None, None)  # listens without an album
+
+    def _count_saved(self) -> None:
+        """A transaction committed: its counts join the unfolded ones this object keeps."""
+        saving, self._saving = self._saving, None
+        if saving is None:
+            return
+        start, end, counts = saving
+        if start is None:
+            self._tail, self._tail_counts = None, ()
+        elif self._tail is not None and self._tail[1] == start:
+            self._tail = (self._tail[0], end)
+            for kept, new in zip(self._tail_counts, counts):
+                kept.update(new)
+        else:
+            self._tail, self._tail_counts = (start, end), counts
 
     def _save_window(self, account: Account, batch: list[SourceRecord],
                      result: SaveResult) -> None:
@@ -351,7 +405,9 @@ class Archive:
             next_id += 1
         result.new += len(new_listens)
         result.merged += len(new_sightings)
-        conn.executemany(queries.INSERT_LISTEN, new_listens)
+        if new_listens:
+            conn.executemany(queries.INSERT_LISTEN, new_listens)
+            self._count_new(new_listens)
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
 
