@@ -91,10 +91,10 @@ class Archive:
         self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
         # (artist, track, album) as spelled -> their name keys; names repeat a great deal
         self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
-        # The name counts of the listens this object saved since its last fold: ids in
-        # (span[0], span[1]], per artist, track and album id. The fold adds them instead of
-        # reading those listens back (fold_counts). ``_saving`` is the same for the open
-        # transaction, merged in when it commits.
+        # The name counts of the listens this object saved since its last fold, whose ids
+        # are in (_tail[0], _tail[1]], per artist, track and album id: the fold adds them
+        # instead of reading those listens back. ``_saving`` is the same for the open
+        # transaction ([first id - 1, last id, counts]), merged in when it commits.
         self._tail: tuple[int, int] | None = None
         self._tail_counts: tuple[Counter[int], ...] = ()
         self._saving: list[Any] | None = None
@@ -268,8 +268,10 @@ class Archive:
             conn.execute("BEGIN IMMEDIATE")
             done = self.counted_to()
             last = conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
-            kept = self._tail is not None and self._tail[0] >= done and self._tail[1] == last
-            read_to = self._tail[0] if kept and self._tail else last
+            tail = self._tail
+            if tail is not None and not (tail[0] >= done and tail[1] == last):
+                tail = None  # not exactly the newest unfolded listens: read them all
+            read_to = tail[0] if tail else last
             if last > done:
                 for i, (table, column) in enumerate(_NAME_COLUMNS):
                     update = f"UPDATE {table} SET listens = listens + ? WHERE id = ?"
@@ -278,7 +280,7 @@ class Archive:
                         # them is ever built (the writer process's peak memory)
                         conn.executemany(update, conn.execute(
                             queries.TAIL_COUNTS.format(column=column), (done, read_to)))
-                    if kept:  # in id order (B-tree locality), without a list of pairs
+                    if tail:  # in id order (B-tree locality), without a list of pairs
                         counts = self._tail_counts[i]
                         conn.executemany(update, ((counts[name_id], name_id)
                                                   for name_id in sorted(counts)))
