@@ -89,8 +89,8 @@ class Archive:
         self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
         self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
-        # (artist, track, album) as spelled -> their name keys; names repeat a great deal
-        self._keys: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+        # (artist, track, album) as spelled -> their ids (``_name_ids``)
+        self._spelled: dict[tuple[str, str, str | None], tuple[int, int, int | None]] = {}
         # The name counts of the listens this object saved since its last fold, whose ids
         # are in (_tail[0], _tail[1]], per artist, track and album id: the fold adds them
         # instead of reading those listens back. ``_saving`` is the same for the open
@@ -232,6 +232,7 @@ class Archive:
                 conn.execute("ROLLBACK")
             for cache in self._ids.values():  # ids handed out in the transaction are void
                 cache.clear()
+            self._spelled.clear()
             self._accounts.clear()
             raise
         self._count_saved()
@@ -296,10 +297,18 @@ class Archive:
     def _count_new(self, rows: list[tuple[Any, ...]]) -> None:
         """Count the names of new ``listens`` rows (ids ascending) of the open transaction."""
         saving = self._saving
+        first = rows[0][0]
         if saving is None:
-            self._saving = saving = [rows[0][0] - 1, rows[0][0] - 1, (Counter(), Counter(),
-                                                                      Counter())]
-        if saving[1] != rows[0][0] - 1:  # not contiguous (never expected): fold reads them
+            tail = self._tail
+            if tail is not None and tail[1] == first - 1:
+                # they continue the kept counts: count straight into them, which are void
+                # until the commit (after a rollback the fold reads the table)
+                saving = [tail[0], first - 1, self._tail_counts]
+                self._tail, self._tail_counts = None, ()
+            else:
+                saving = [first - 1, first - 1, (Counter(), Counter(), Counter())]
+            self._saving = saving
+        if saving[1] != first - 1:  # not contiguous (never expected): the fold reads them
             saving[0] = None
         saving[1] = rows[-1][0]
         for counts, get in zip(saving[2], _NAME_IDS):
@@ -307,17 +316,13 @@ class Archive:
         saving[2][2].pop(None, None)  # listens without an album
 
     def _count_saved(self) -> None:
-        """A transaction committed: its counts join the unfolded ones this object keeps."""
+        """A transaction committed: its counts are the unfolded ones this object keeps."""
         saving, self._saving = self._saving, None
         if saving is None:
             return
         start, end, counts = saving
         if start is None:
             self._tail, self._tail_counts = None, ()
-        elif self._tail is not None and self._tail[1] == start:
-            self._tail = (self._tail[0], end)
-            for kept, new in zip(self._tail_counts, counts):
-                kept.update(new)
         else:
             self._tail, self._tail_counts = (start, end), counts
 
@@ -335,32 +340,7 @@ class Archive:
         for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, near):
             index.add(Candidate(lid, t), tid, mbid)
 
-        keys = []
-        want_artists: dict[str, tuple[str | None, int | None]] = {}
-        want_tracks: dict[str, tuple[str | None, str]] = {}
-        want_albums: dict[str, tuple[str | None, str]] = {}
-        key_cache = self._keys
-        for r in batch:
-            names = (r.artist, r.track, r.album)
-            k = key_cache.get(names)
-            if k is None:
-                a = name_key(r.artist)
-                k = key_cache[names] = (a, a + SEP + name_key(r.track),
-                                        a + SEP + name_key(r.album) if r.album else None)
-                if len(key_cache) > _CACHE_MAX:
-                    key_cache.clear()
-            keys.append(k)
-            if k[0] not in want_artists:
-                want_artists[k[0]] = (r.artist, None)
-            if k[1] not in want_tracks:
-                want_tracks[k[1]] = (r.track, k[0])
-            if k[2] is not None and k[2] not in want_albums:
-                want_albums[k[2]] = (r.album, k[0])
-        artist_ids = self._resolve("artists", want_artists)
-        track_ids = self._resolve("tracks", {k: (n, artist_ids[a])
-                                             for k, (n, a) in want_tracks.items()})
-        album_ids = self._resolve("albums", {k: (n, artist_ids[a])
-                                             for k, (n, a) in want_albums.items()})
+        name_ids = self._name_ids(batch)
 
         next_id = (conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
         now = int(time.time())
@@ -372,8 +352,8 @@ class Archive:
         if index:
             pairs: list[tuple[int, int, int, Candidate]] = []
             known = set(seen)  # repeats are not offered a candidate they would waste
-            for idx, (rec, k) in enumerate(zip(batch, keys)):
-                ident = (rec.listened_at, track_ids[k[1]])
+            for idx, (rec, ids) in enumerate(zip(batch, name_ids)):
+                ident = (rec.listened_at, ids[1])
                 if ident in known:
                     continue
                 known.add(ident)
@@ -382,8 +362,7 @@ class Archive:
                                                    rec.recording_mbid, self.tolerance))
             matched = assign(pairs) if pairs else {}
         dumps = orjson.dumps
-        for idx, (rec, (a_key, t_key, b_key)) in enumerate(zip(batch, keys)):
-            track_id = track_ids[t_key]
+        for idx, (rec, (artist_id, track_id, album_id)) in enumerate(zip(batch, name_ids)):
             ident = (rec.listened_at, track_id)
             if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
@@ -401,8 +380,7 @@ class Archive:
                 next_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
                 rec.duration, rec.recording_mbid, rec.release_mbid,
                 dumps(rec.artist_mbids).decode() if rec.artist_mbids else None,
-                artist_ids[a_key], track_id, album_ids[b_key] if b_key else None,
-                account_id, rec.remote_id, rec.raw, now,
+                artist_id, track_id, album_id, account_id, rec.remote_id, rec.raw, now,
             ))
             next_id += 1
         result.new += len(new_listens)
@@ -412,6 +390,43 @@ class Archive:
             self._count_new(new_listens)
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
+
+    def _name_ids(self, batch: list[SourceRecord]) -> list[tuple[int, int, int | None]]:
+        """The artist, track and album ids of each record, creating rows for new names.
+
+        Spellings repeat a great deal, so ids are cached per spelling (bounded; a
+        rollback clears it); only the others go through their name keys."""
+        cache = self._spelled
+        found = [cache.get((r.artist, r.track, r.album)) for r in batch]
+        if None not in found:
+            return found  # type: ignore[return-value]
+        if len(cache) > _CACHE_MAX:  # bounded memory; refilled on demand
+            cache.clear()
+        keyed: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+        want_artists: dict[str, tuple[str | None, int | None]] = {}
+        want_tracks: dict[str, tuple[str | None, str]] = {}
+        want_albums: dict[str, tuple[str | None, str]] = {}
+        for r, ids in zip(batch, found):
+            names = (r.artist, r.track, r.album)
+            if ids is not None or names in keyed:
+                continue
+            a = name_key(r.artist)
+            k = keyed[names] = (a, a + SEP + name_key(r.track),
+                                a + SEP + name_key(r.album) if r.album else None)
+            if a not in want_artists:
+                want_artists[a] = (r.artist, None)
+            if k[1] not in want_tracks:
+                want_tracks[k[1]] = (r.track, a)
+            if k[2] is not None and k[2] not in want_albums:
+                want_albums[k[2]] = (r.album, a)
+        artist_ids = self._resolve("artists", want_artists)
+        track_ids = self._resolve("tracks", {k: (n, artist_ids[a])
+                                             for k, (n, a) in want_tracks.items()})
+        album_ids = self._resolve("albums", {k: (n, artist_ids[a])
+                                             for k, (n, a) in want_albums.items()})
+        for names, (a, t, b) in keyed.items():
+            cache[names] = (artist_ids[a], track_ids[t], album_ids[b] if b else None)
+        return [ids or cache[(r.artist, r.track, r.album)] for r, ids in zip(batch, found)]
 
     def _account_id(self, account: Account, *, create: bool = True) -> int | None:
         """The ``accounts`` row of ``account`` (created when saving, so inside the
