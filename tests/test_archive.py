@@ -223,6 +223,33 @@ def test_an_exception_while_saving_a_page_keeps_the_earlier_pages(archive: Archi
     assert archive.get_cursor(LASTFM) == T + 4000
 
 
+def test_saves_in_one_transaction_are_kept_or_lost_together(archive: Archive,
+                                                            path: Path) -> None:
+    def committed() -> tuple[int, int | None]:
+        with Archive(path, readonly=True) as reader:
+            return reader.count(), reader.get_cursor(LASTFM)
+
+    with pytest.raises(KeyboardInterrupt), archive.transaction():
+        archive.save_records(LASTFM, PAGES[0].records, cursor=PAGES[0].cursor)
+        archive.save_records(LASTFM, PAGES[1].records, cursor=PAGES[1].cursor)
+        assert committed() == (0, None)  # nothing is visible before the commit
+        raise KeyboardInterrupt
+    assert archive.count() == 0 and archive.get_cursor(LASTFM) is None
+
+    with archive.transaction():
+        archive.save_records(LASTFM, PAGES[0].records, cursor=PAGES[0].cursor)
+        with pytest.raises(ValueError):  # this part fails alone: its listens go with it
+            archive.save_records(LASTFM, PAGES[1].records, cursor="soon")  # type: ignore[arg-type]
+        archive.save_records(LB, [rec(T + 1510, track="X")], cursor=T + 1510)
+        assert committed() == (0, None)
+    assert committed() == (3, PAGES[0].cursor)
+    assert archive.get_cursor(LB) == T + 1510
+    assert_counts_match(archive)
+    total = save_pages(archive, LASTFM, iter(PAGES))  # and the next run fetches the rest
+    assert (total.new, archive.count()) == (4, 7)
+    assert_counts_match(archive)
+
+
 def test_a_reader_sees_pages_whole(path: Path) -> None:
     """Between pages, a reader in another connection sees each page with its cursor."""
     observed = []

@@ -285,3 +285,59 @@ def test_the_writer_process_gets_no_credentials(tmp_path: Path,
             assert b"never-needs" not in seen and b"PATH=" in seen
     assert "never-needs" not in str(writer._without_secrets(dict(
         SCROB_LISTENBRAINZ_TOKEN="never-needs", HOME="/home/x")))
+
+
+def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], object]],
+           monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], list[str]]:
+    """Run the writer's loop here on batches all waiting in its input (a file: always
+    readable, like a pipe a fast parent keeps full): its replies and its statements."""
+    statements: list[str] = []
+    connect = Archive._connect
+
+    def traced(self: Archive) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(Archive, "_connect", traced)
+    with open(tmp_path / "input", "wb") as stream:
+        for account, records, cursor in messages:
+            writer._write(stream, (account.service, account.name,
+                                   [writer._RECORD(r) for r in records], cursor))
+    out = io.BytesIO()
+    with open(tmp_path / "input", "rb", buffering=0) as inp:
+        writer.serve(str(tmp_path / "a.db"), 300, inp, out)
+    replies, stream = [], io.BytesIO(out.getvalue())
+    while (reply := writer._read(stream)) is not None:
+        replies.append(reply)
+    return replies, statements[statements.index("BEGIN IMMEDIATE"):]  # after migrating
+
+
+def test_batches_waiting_for_the_writer_are_committed_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = [(LASTFM, plays(300, start=T + i * 10**6), T + i) for i in range(4)]
+    replies, statements = served(tmp_path, pages, monkeypatch)
+    assert replies == [("ok", 300, 300, 0, 0)] * 4  # each batch answered, in order
+    commits = statements.count("COMMIT")
+    assert statements.count("BEGIN IMMEDIATE") == commits == 2  # the four, then the fold
+    with Archive(tmp_path / "a.db") as archive:
+        assert archive.count() == 1200 and archive.get_cursor(LASTFM) == T + 3
+
+    monkeypatch.setattr(writer, "GROUP_UP_TO", 600)  # a transaction holds 600 at most
+    (tmp_path / "again").mkdir()
+    replies, statements = served(tmp_path / "again", [(LASTFM, plays(300, start=T + i * 10**6),
+                                                    T + i) for i in range(4, 8)], monkeypatch)
+    assert len(replies) == 4 and statements.count("COMMIT") == 2 + 1
+
+
+def test_a_batch_failing_among_waiting_ones_leaves_the_batches_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = plays(300, start=T + 10**6)  # its listens are written, then its cursor fails
+    replies, _ = served(tmp_path, [(LASTFM, plays(300), T + 1), (LASTFM, bad, "soon"),
+                                   (LASTFM, plays(300, start=T + 2 * 10**6), T + 3)],
+                        monkeypatch)
+    assert replies[0] == ("ok", 300, 300, 0, 0)
+    assert replies[1][0] == "error" and "ValueError" in replies[1][1] and len(replies) == 2
+    with Archive(tmp_path / "a.db") as archive:  # the first batch whole, nothing after it
+        assert archive.count() == 300 and archive.get_cursor(LASTFM) == T + 1
+        assert archive.conn.execute("SELECT sum(listens) FROM tracks").fetchone()[0] == 300

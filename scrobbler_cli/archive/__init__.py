@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,7 @@ class Archive:
         self._tail: tuple[int, int] | None = None
         self._tail_counts: tuple[Counter[int], ...] = ()
         self._saving: list[Any] | None = None
+        self._in_transaction = False
         if readonly and not self._memory and not self.path.exists():
             raise ArchiveError(
                 f"no archive at {self.path}",
@@ -209,36 +211,68 @@ class Archive:
         Same-source repeats are counted as duplicates; a record matching a listen another
         source already has (same track or recording MBID, within the tolerance, nearest
         in time, one-to-one) is attached to it; anything else is a new listen. The cursor
-        only moves forward.
+        only moves forward. Inside ``transaction()`` this is part of its transaction.
         """
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
-        batch = sorted(records, key=lambda r: r.listened_at)
-        result = SaveResult(received=len(batch))
-        conn = self.conn
-        self._saving = None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self.transaction():
+            batch = sorted(records, key=lambda r: r.listened_at)
+            result = SaveResult(received=len(batch))
             for window in _windows(batch):
                 self._save_window(account, window, result)
             if cursor is not None:
-                conn.execute(
+                self.conn.execute(
                     queries.UPSERT_CURSOR,
                     (account.service, account.name, int(cursor), int(time.time())),
                 )
+        return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several ``save_records`` as one transaction, committed together.
+
+        A writer with more batches waiting commits them together (the writer process,
+        archive/writer.py): each commit rewrites every page it dirtied, and new names
+        dirty pages all over the name tables' key indexes. Nested (each
+        ``save_records`` inside it), it is a savepoint: a part that fails is rolled
+        back alone, and the outer transaction may still commit the parts before it.
+        """
+        conn = self.conn
+        if self._in_transaction:  # a part that can fail alone, leaving the rest
+            conn.execute("SAVEPOINT part")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK TO part")
+                conn.execute("RELEASE part")
+                self._forget()
+                if self._saving is not None:  # its counts may hold the part's listens
+                    self._saving[0] = None
+                raise
+            conn.execute("RELEASE part")
+            return
+        self._saving = None
+        conn.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        try:
+            yield
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for cache in self._ids.values():  # ids handed out in the transaction are void
-                cache.clear()
-            self._spelled.clear()
-            self._accounts.clear()
+            self._forget()
             raise
-        self._count_saved()
-        if result.new and self._unfolded() >= FOLD_AFTER:
+        finally:
+            self._in_transaction = False
+        if self._count_saved() and self._unfolded() >= FOLD_AFTER:
             self.fold_counts()
-        return result
+
+    def _forget(self) -> None:
+        """Ids handed out in a rolled-back transaction (or part of one) are void."""
+        for cache in self._ids.values():
+            cache.clear()
+        self._spelled.clear()
+        self._accounts.clear()
 
     # The per-name ``listens`` counts are folded in bulk rather than updated with every
     # page: each page's updates would dirty pages all over the name tables (hundreds of
@@ -315,16 +349,18 @@ class Archive:
             counts.update(map(get, rows))
         saving[2][2].pop(None, None)  # listens without an album
 
-    def _count_saved(self) -> None:
-        """A transaction committed: its counts are the unfolded ones this object keeps."""
+    def _count_saved(self) -> bool:
+        """A transaction committed: its counts are the unfolded ones this object keeps.
+        Whether it added any listens."""
         saving, self._saving = self._saving, None
         if saving is None:
-            return
+            return False
         start, end, counts = saving
         if start is None:
             self._tail, self._tail_counts = None, ()
         else:
             self._tail, self._tail_counts = (start, end), counts
+        return True
 
     def _save_window(self, account: Account, batch: list[SourceRecord],
                      result: SaveResult) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -45,9 +46,13 @@ if TYPE_CHECKING:
 
 __all__ = ["BackgroundSaver", "Saver"]
 
-#: Batches handed to the child and not yet saved; beyond this ``save`` waits, so memory
-#: stays bounded and the child never falls far behind.
-DEPTH = 2
+#: Batches handed to the child and not yet saved; beyond this ``save`` waits, so the
+#: child never falls far behind. The child reads one batch at a time (a batch being
+#: written waits in the pipe), so this bounds no memory: it lets the child find the
+#: next batches waiting and commit them together, up to ``GROUP_UP_TO`` records.
+DEPTH = 12
+#: Records the child commits in one transaction at most, when batches keep coming.
+GROUP_UP_TO = 20_000
 #: While the child is busy, consecutive batches are joined up to this many records.
 JOIN_UP_TO = 2000
 #: A first batch smaller than this is saved in this process: a routine sync from cron
@@ -333,16 +338,31 @@ def _write(stream: IO[bytes], message: Any) -> None:
 def _read(stream: IO[bytes]) -> Any:
     """The next message, or None at the end of the stream (the other side is gone).
     ValueError if what arrives is not a message of this protocol."""
-    head = stream.read(_HEAD.size)
-    if len(head) < _HEAD.size:
+    head = _read_exact(stream, _HEAD.size)
+    if head is None:
         return None
     mark, size = _HEAD.unpack(head)
     if mark != _MARK or size > _MAX_MESSAGE:
         raise ValueError("not a message from scrob's archive writer")
-    data = stream.read(size)
-    if len(data) < size:
+    data = _read_exact(stream, size)
+    if data is None:
         return None
     return pickle.loads(data)  # noqa: S301 - written by this program's other process
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytearray | None:
+    """``size`` bytes, or None if the stream ends first. The child reads its input
+    unbuffered (so ``select`` tells whether a batch is waiting), which returns what the
+    pipe holds at the moment."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            return None
+        got += n
+    return data
 
 
 def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
@@ -362,11 +382,14 @@ def _can_spawn() -> bool:
 
 
 def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes]) -> None:
-    """The writer process: save each batch as it comes, answer with its counts.
+    """The writer process: save batches as they come, answer each with its counts.
 
-    The parent holds the write lock for both of them, so the archive is opened without
-    taking it. An error is answered (message and hint) and ends the loop: the parent
-    raises it, and batches after it are not saved.
+    Batches already waiting in the pipe when one is saved join its transaction, up to
+    ``GROUP_UP_TO`` records (a fast source is committed in few, big transactions; a slow
+    one finds nothing waiting and commits every batch). Each batch is answered once its
+    transaction has committed. The parent holds the write lock for both of them, so
+    the archive is opened without taking it. An error is answered (message and hint)
+    and ends the loop: the parent raises it, and batches after it are not saved.
     """
     from . import Archive
 
@@ -377,14 +400,38 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes]) -> None:
         return
     with archive:
         while (message := _read(inp)) is not None:
-            service, name, rows, cursor = message
+            saved: list[SaveResult] = []
+            failed: Exception | None = None
             try:
-                records = cast("list[SourceRecord]", [_ROW(row) for row in rows])
-                saved = archive.save_records(Account(service, name), records, cursor=cursor)
-            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
-                _write(out, _error(exc))
+                with archive.transaction():
+                    while True:
+                        try:  # a batch that fails is rolled back alone (a savepoint)
+                            saved.append(_save(archive, message))
+                        except Exception as exc:  # noqa: BLE001 - reported below
+                            failed = exc
+                            break
+                        if sum(s.received for s in saved) >= GROUP_UP_TO or not _waiting(inp):
+                            break
+                        if (message := _read(inp)) is None:
+                            break
+            except Exception as exc:  # noqa: BLE001 - the commit failed: none was saved
+                saved, failed = [], exc
+            for s in saved:
+                _write(out, ("ok", s.received, s.new, s.merged, s.duplicates))
+            if failed is not None:  # reported to the parent, which raises it
+                _write(out, _error(failed))
                 return
-            _write(out, ("ok", saved.received, saved.new, saved.merged, saved.duplicates))
+
+
+def _save(archive: Archive, message: Any) -> SaveResult:
+    service, name, rows, cursor = message
+    records = cast("list[SourceRecord]", [_ROW(row) for row in rows])
+    return archive.save_records(Account(service, name), records, cursor=cursor)
+
+
+def _waiting(inp: IO[bytes]) -> bool:
+    """Whether more input is there to read right now."""
+    return bool(select.select([inp], [], [], 0)[0])
 
 
 def _error(exc: Exception) -> tuple[str, str, str | None]:
@@ -420,7 +467,8 @@ def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     try:
         path, tolerance, parent = argv
         _follow_parent(int(parent))
-        serve(path, int(tolerance), sys.stdin.buffer, out or sys.stdout.buffer)
+        inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
+        serve(path, int(tolerance), inp, out or sys.stdout.buffer)
     except BrokenPipeError:  # the parent is gone; what was committed stays
         return 0
     except Exception as exc:  # noqa: BLE001 - the parent reports it, never a traceback
