@@ -288,7 +288,7 @@ def test_the_writer_process_gets_no_credentials(tmp_path: Path,
 
 
 def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], object]],
-           monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], list[str]]:
+           monkeypatch: pytest.MonkeyPatch, *, cut: int = 0) -> tuple[list[object], list[str]]:
     """Run the writer's loop here on batches all waiting in its input (a file: always
     readable, like a pipe a fast parent keeps full): its replies and its statements."""
     statements: list[str] = []
@@ -304,6 +304,9 @@ def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], obj
         for account, records, cursor in messages:
             writer._write(stream, (account.service, account.name,
                                    [writer._RECORD(r) for r in records], cursor))
+    if cut:  # the parent was interrupted while writing its last message
+        data = (tmp_path / "input").read_bytes()
+        (tmp_path / "input").write_bytes(data[:-cut])
     out = io.BytesIO()
     with open(tmp_path / "input", "rb", buffering=0) as inp:
         writer.serve(str(tmp_path / "a.db"), 300, inp, out)
@@ -341,3 +344,13 @@ def test_a_batch_failing_among_waiting_ones_leaves_the_batches_before_it(
     with Archive(tmp_path / "a.db") as archive:  # the first batch whole, nothing after it
         assert archive.count() == 300 and archive.get_cursor(LASTFM) == T + 1
         assert archive.conn.execute("SELECT sum(listens) FROM tracks").fetchone()[0] == 300
+
+
+def test_a_batch_cut_short_is_ignored_and_the_ones_before_it_are_committed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    replies, _ = served(tmp_path, [(LASTFM, plays(300), T + 1),
+                                   (LASTFM, plays(300, start=T + 10**6), T + 2)],
+                        monkeypatch, cut=1000)
+    assert replies == [("ok", 300, 300, 0, 0)]
+    with Archive(tmp_path / "a.db") as archive:
+        assert archive.count() == 300 and archive.get_cursor(LASTFM) == T + 1
