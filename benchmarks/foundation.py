@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from memory import PeakRss  # noqa: E402
 from synthetic import write_ndjson  # noqa: E402
 
 
@@ -55,9 +56,18 @@ def main() -> None:
     print(f"generated {opts.listens:,} listens in {time.perf_counter() - t0:.1f}s "
           f"({data.stat().st_size / 1e6:.0f} MB)")
 
-    took, _ = timed([*scrob, "--quiet", "import", str(data)], env)
+    start = time.perf_counter()
+    proc = subprocess.Popen([*scrob, "--quiet", "import", str(data)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    memory = PeakRss(proc.pid)
+    _, err = proc.communicate()
+    took = time.perf_counter() - start
+    rss = memory.stop()
+    if proc.returncode != 0:
+        sys.exit(f"import failed ({proc.returncode}): {err[-2000:]}")
     rate = opts.listens / took
-    print(f"import: {took:.2f}s = {rate:,.0f} listens/s  (target >= 100,000/s)")
+    print(f"import: {took:.2f}s = {rate:,.0f} listens/s  (target >= 100,000/s); "
+          f"peak RSS {rss:.0f} MB, scrob and its writer process ({memory.each()})")
     print(f"archive size: {db.stat().st_size / 1e6:.0f} MB")
 
     for rng, target in (("all", 0.4), ("year", 0.25)):

@@ -400,3 +400,29 @@ def test_stats_are_exact_before_the_counts_are_folded(archive: Archive) -> None:
     assert whole["top_artists"][0] == {"artist": "Blur", "listens": 3}
     archive.fold_counts()
     assert compute_stats(archive, 0, 2**40).as_json() == whole
+
+
+# -- bounded name caches -----------------------------------------------------------------
+
+
+def test_full_name_caches_are_emptied_and_names_keep_their_rows(path: Path) -> None:
+    """Each name cache holds at most ``name_cache`` entries (memory stays flat on a huge
+    history); a name met again after its cache was emptied keeps its row."""
+    names = [(f"Artist {i % 7}", f"Track {i}", f"Album {i % 5}") for i in range(40)]
+    with Archive(path, name_cache=4) as archive:
+        for day in range(3):  # the same 40 spellings on three days, 5 a batch
+            for j in range(0, 40, 5):
+                archive.save_records(LASTFM, [
+                    rec(T + day * 86_400 + i * 60, artist, track, album=album)
+                    for i, (artist, track, album) in enumerate(names[j:j + 5], j)])
+                assert len(archive._spelled) <= 4 + 5
+                assert all(len(cache) <= 4 + 5 for cache in archive._ids.values())
+    with sqlite3.connect(path) as conn:
+        assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+                for table in ("artists", "tracks", "albums", "listens")] == [7, 40, 35, 120]
+        assert conn.execute("""
+            SELECT count(*) FROM listens l JOIN artists a ON a.id = l.artist_id
+            JOIN tracks t ON t.id = l.track_id JOIN albums b ON b.id = l.album_id
+            WHERE a.name = l.artist AND t.name = l.track AND b.name = l.album""",
+        ).fetchone()[0] == 120
+        assert conn.execute("SELECT sum(listens) FROM tracks").fetchone()[0] == 120

@@ -42,19 +42,23 @@ SCHEMA_VERSION = 2
 _WINDOW = 86400
 # Fold the unfolded tail into the per-name counts once it is this long (and on close).
 FOLD_AFTER = 50_000
-# Name-key and row-id caches hold at most this many entries each (memory stays flat).
-# A big sync runs in two processes (archive/writer.py) whose peaks together must stay
-# under 150 MB for 1,000,000 listens; 20,000 was measurably no faster than 10,000 (the
-# misses are indexed lookups) and cost ~6 MB more. SQLite's page cache is 6 MB for the
-# same reason.
-_CACHE_MAX = 10_000
+#: Entries each name cache holds at most (ids per spelling, and per name key of each
+#: name table), so memory stays flat; a full cache is emptied and refills on demand. A big
+#: sync runs in two processes (archive/writer.py) whose peaks together must stay under
+#: 150 MB for 1,000,000 listens, hence this default (SQLite's page cache is 6 MB for the
+#: same reason). A miss costs the name keys and an indexed lookup.
+NAME_CACHE = 10_000
+#: What ``scrob import`` allows instead: a million-listen history has ~100,000 spellings,
+#: and with 10,000 the caches were emptied ~50 times, a third of the listens missing
+#: them (import 18.1 -> 15.4 s; the caches then hold up to ~80 MB).
+IMPORT_NAME_CACHE = 100_000
 
 #: The page size of a new archive's file (bytes).
 PAGE_SIZE = 16384
 _CHECKPOINT_PAGES = 2000
 _WAL_KEEP = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint
 
-__all__ = ["Archive", "SCHEMA_VERSION"]
+__all__ = ["IMPORT_NAME_CACHE", "NAME_CACHE", "Archive", "SCHEMA_VERSION"]
 
 # The artist, track and album ids of a row of ``queries.INSERT_LISTEN``.
 _NAME_IDS = (itemgetter(9), itemgetter(10), itemgetter(11))
@@ -66,7 +70,8 @@ class Archive:
 
     ``background`` lets ``saver()`` save big batches in a writer process (the CLI's syncs
     and imports). ``lock=False`` is only for that writer process, whose parent holds the
-    lock for both of them.
+    lock for both of them. ``name_cache`` bounds each name cache (entries): more is faster
+    on big histories and costs memory (see ``NAME_CACHE``).
     """
 
     def __init__(
@@ -78,12 +83,14 @@ class Archive:
         tolerance: int = DEFAULT_TOLERANCE,
         background: bool = False,
         lock: bool = True,
+        name_cache: int = NAME_CACHE,
     ) -> None:
         if not tolerance >= 0:  # a negative one would hide records the archive holds
             raise ValueError(f"the match tolerance must be at least 0 seconds, not {tolerance}")
         self.path = Path(path)
         self.readonly = readonly
         self.tolerance = tolerance
+        self.name_cache = name_cache
         self._memory = str(path) == ":memory:"
         # ``saver()`` hands big batches to a writer process (archive/writer.py)
         self.background = background and not readonly and not self._memory
@@ -436,7 +443,7 @@ class Archive:
         found = [cache.get((r.artist, r.track, r.album)) for r in batch]
         if None not in found:
             return found  # type: ignore[return-value]
-        if len(cache) > _CACHE_MAX:  # bounded memory; refilled on demand
+        if len(cache) > self.name_cache:  # bounded memory; refilled on demand
             cache.clear()
         keyed: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
         want_artists: dict[str, tuple[str | None, int | None]] = {}
@@ -489,7 +496,7 @@ class Archive:
         cache (see ``save_records``).
         """
         cache = self._ids[table]
-        if len(cache) > _CACHE_MAX:  # bounded memory on huge histories; refilled on demand
+        if len(cache) > self.name_cache:  # bounded memory on huge histories; refilled on demand
             cache.clear()
         missing = [k for k in wanted if k not in cache]
         for i in range(0, len(missing), 500):

@@ -220,7 +220,8 @@ class BackgroundSaver(Saver):
                 # this process's own import path, in its order: the child imports exactly
                 # what this process did (same working directory), nothing else
                 [sys.executable, "-I", "-c", _BOOTSTRAP, os.pathsep.join(sys.path),
-                 str(self.archive.path), str(self.archive.tolerance), str(os.getpid())],
+                 str(self.archive.path), str(self.archive.tolerance),
+                 str(self.archive.name_cache), str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                 env=_without_secrets(os.environ),
             )
@@ -381,7 +382,8 @@ def _can_spawn() -> bool:
 # -- the child ------------------------------------------------------------------------------
 
 
-def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes]) -> None:
+def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
+          name_cache: int | None = None) -> None:
     """The writer process: save batches as they come, answer each with its counts.
 
     Batches already waiting in the pipe when one is saved join its transaction, up to
@@ -391,10 +393,11 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes]) -> None:
     the archive is opened without taking it. An error is answered (message and hint)
     and ends the loop: the parent raises it, and batches after it are not saved.
     """
-    from . import Archive
+    from . import NAME_CACHE, Archive
 
     try:
-        archive = Archive(path, tolerance=tolerance, lock=False)
+        archive = Archive(path, tolerance=tolerance, lock=False,
+                          name_cache=name_cache or NAME_CACHE)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, _error(exc))
         return
@@ -463,12 +466,14 @@ def _follow_parent(parent: int) -> None:
 
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
-    """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, parent pid."""
+    """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, the name caches'
+    size, parent pid."""
     try:
-        path, tolerance, parent = argv
+        path, tolerance, name_cache, parent = argv
         _follow_parent(int(parent))
         inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
-        serve(path, int(tolerance), inp, out or sys.stdout.buffer)
+        serve(path, int(tolerance), inp, out or sys.stdout.buffer,
+              name_cache=int(name_cache))
     except BrokenPipeError:  # the parent is gone; what was committed stays
         return 0
     except Exception as exc:  # noqa: BLE001 - the parent reports it, never a traceback

@@ -36,9 +36,11 @@ class State:
 
             log_to_stderr(redact(line))
 
-    def archive(self, *, readonly: bool = False, background: bool = False) -> "Any":
+    def archive(self, *, readonly: bool = False, background: bool = False,
+                **options: Any) -> "Any":
         """Open the archive the options and environment point to; ``background`` lets
-        big syncs and imports save in a writer process (archive/writer.py)."""
+        big syncs and imports save in a writer process (archive/writer.py); ``options``
+        go to ``Archive`` as they are."""
         from .. import config
         from ..archive import Archive
 
@@ -46,7 +48,8 @@ class State:
         path = config.db_path(self.db)
         self.log(f"archive: {path}")
         return Archive(path, readonly=readonly, lock_wait=float(settings.lock_wait),
-                       tolerance=int(settings.match_tolerance), background=background)
+                       tolerance=int(settings.match_tolerance), background=background,
+                       **options)
 
 
 _state = State()
