@@ -38,8 +38,6 @@ from functools import partial
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ..errors import CredentialsError, ServiceError, ServiceUnavailable
 from ..models import Account, ExportReport, Listen, Progress, ServiceConfig, SyncReport
 from ..services.http import Http, make_client
@@ -52,6 +50,8 @@ from ..services.lastfm import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..archive import Archive
     from ..export import ExportOptions
     from ..sync import SyncOptions

@@ -21,8 +21,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ..archive import Archive
 from ..errors import AuthRejected, CredentialsError, ServiceError
 from ..models import Account, ExportReport, Listen, Page, Progress, ServiceConfig, SyncReport
@@ -41,6 +39,8 @@ from ..services.listenbrainz import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..export import ExportOptions
     from ..sync import SyncOptions
 

@@ -17,10 +17,8 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
-
-import httpx
 
 from scrobbler_cli.errors import (
     AuthRejected,
@@ -33,6 +31,9 @@ from scrobbler_cli.errors import (
 )
 from scrobbler_cli.models import SourceRecord
 from scrobbler_cli.services.http import Http, canonical_json, loads, retry_after
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_API_ROOT",

@@ -24,10 +24,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 from urllib.parse import quote
-
-import httpx
 
 from scrobbler_cli import __version__
 from scrobbler_cli.errors import (
@@ -47,6 +45,9 @@ from scrobbler_cli.services.http import (
     loads,
     retry_after,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_API_ROOT",
