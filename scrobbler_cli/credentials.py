@@ -7,6 +7,7 @@ read here is registered for redaction, so it cannot leak into logs or error mess
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 from .errors import KeyringUnavailable, register_secret
@@ -41,9 +42,27 @@ def register_env_secrets() -> None:
         register_secret(os.environ.get(env))
 
 
-def _keyring():  # type: ignore[no-untyped-def]
-    import keyring  # imported lazily: it is slow and only needed here
+_MACOS_API = "keyring.backends.macOS.api"
 
+
+def _keyring():  # type: ignore[no-untyped-def]
+    """keyring with its backend chosen (imported lazily: it is slow, only needed here).
+
+    Choosing imports every backend, and the macOS one loads its bindings wherever it
+    runs: ``ctypes.util.find_library("Security")`` and two more, which on Linux run
+    ``ldconfig`` and ``gcc`` (~50 ms of every command that reads a secret) for a backend
+    that declines to run anywhere but macOS. Elsewhere that one module is blocked (an
+    ImportError, which keyring expects), and the choice comes out the same."""
+    import keyring
+
+    blocked = sys.platform != "darwin" and _MACOS_API not in sys.modules
+    if blocked:
+        sys.modules[_MACOS_API] = None  # type: ignore[assignment]  # import raises
+    try:
+        keyring.get_keyring()
+    finally:
+        if blocked and sys.modules.get(_MACOS_API, 0) is None:
+            del sys.modules[_MACOS_API]
     return keyring
 
 

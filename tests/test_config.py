@@ -323,3 +323,25 @@ def test_an_api_root_without_a_scheme_is_a_usage_error(scrob, monkeypatch) -> No
     assert result.code == 2
     assert "not an http(s) URL" in result.err and "SCROB_LISTENBRAINZ_API_URL" in result.err
     assert "t" * 36 not in result.err
+
+
+@pytest.mark.parametrize("platform, blocked", [("linux", True), ("win32", True),
+                                               ("darwin", False)])
+def test_choosing_the_keyring_backend_skips_the_macos_bindings_elsewhere(
+        monkeypatch: pytest.MonkeyPatch, platform: str, blocked: bool) -> None:
+    """keyring's macOS backend looks for the Security framework with find_library when
+    imported, which on Linux runs ldconfig and gcc; it declines to run off macOS anyway."""
+    import sys
+
+    seen: list[object] = []
+
+    def choose() -> KeyringBackend:  # keyring's own choice, as it imports its backends
+        seen.append(sys.modules.get(credentials._MACOS_API, "importable"))
+        return null.Keyring()
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.delitem(sys.modules, credentials._MACOS_API, raising=False)
+    monkeypatch.setattr(keyring, "get_keyring", choose)
+    assert credentials._keyring() is keyring
+    assert seen == [None if blocked else "importable"]  # None: its import raises
+    assert credentials._MACOS_API not in sys.modules  # nothing left blocked after it
