@@ -406,17 +406,18 @@ def test_stats_are_exact_before_the_counts_are_folded(archive: Archive) -> None:
 
 
 def test_full_name_caches_are_emptied_and_names_keep_their_rows(path: Path) -> None:
-    """Each name cache holds at most ``name_cache`` entries (memory stays flat on a huge
-    history); a name met again after its cache was emptied keeps its row."""
+    """The spelling cache holds at most ``name_cache`` entries and each key cache a third
+    as many (memory stays flat on a huge history); a name met again after its cache was
+    emptied keeps its row."""
     names = [(f"Artist {i % 7}", f"Track {i}", f"Album {i % 5}") for i in range(40)]
-    with Archive(path, name_cache=4) as archive:
+    with Archive(path, name_cache=6) as archive:
         for day in range(3):  # the same 40 spellings on three days, 5 a batch
             for j in range(0, 40, 5):
                 archive.save_records(LASTFM, [
                     rec(T + day * 86_400 + i * 60, artist, track, album=album)
                     for i, (artist, track, album) in enumerate(names[j:j + 5], j)])
-                assert len(archive._spelled) <= 4 + 5
-                assert all(len(cache) <= 4 + 5 for cache in archive._ids.values())
+                assert len(archive._spelled) <= 6 + 5
+                assert all(len(cache) <= 2 + 5 for cache in archive._ids.values())
     with sqlite3.connect(path) as conn:
         assert [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
                 for table in ("artists", "tracks", "albums", "listens")] == [7, 40, 35, 120]

@@ -42,16 +42,20 @@ SCHEMA_VERSION = 2
 _WINDOW = 86400
 # Fold the unfolded tail into the per-name counts once it is this long (and on close).
 FOLD_AFTER = 50_000
-#: Entries each name cache holds at most (ids per spelling, and per name key of each
-#: name table), so memory stays flat; a full cache is emptied and refills on demand. A big
-#: sync runs in two processes (archive/writer.py) whose peaks together must stay under
-#: 150 MB for 1,000,000 listens, hence this default (SQLite's page cache is 6 MB for the
-#: same reason). A miss costs the name keys and an indexed lookup.
-NAME_CACHE = 10_000
-#: What ``scrob import`` allows instead: a million-listen history has ~100,000 spellings,
-#: and with 10,000 the caches were emptied ~50 times, a third of the listens missing
-#: them (import 18.1 -> 15.4 s; the caches then hold up to ~80 MB).
-IMPORT_NAME_CACHE = 100_000
+#: Spellings whose ids the writer keeps at most; each name table's key cache holds a third
+#: as many (keys are only looked up for a spelling it does not know). Memory stays flat:
+#: a full cache is emptied and refills on demand, each miss costing three name keys and
+#: an indexed lookup. A big sync runs in two processes (archive/writer.py) whose peaks
+#: together must stay under 150 MB for 1,000,000 listens: 25,000 spellings took a Last.fm
+#: sync's peak from 137 to 143 MB over 10,000, and ``save_records`` from 17.8 to 16.6 us a
+#: listen (a sync of 100,000 has ~29,000 spellings). SQLite's page cache is 6 MB for the
+#: same reason.
+NAME_CACHE = 25_000
+#: What ``scrob import`` allows instead (one big job with no memory target): 300,000
+#: spellings and 100,000 keys per name table. A million-listen history has ~107,000
+#: spellings; with 10,000 entries the caches were emptied ~50 times and a third of the
+#: listens missed them (import 18.1 -> 15.4 s; the writer process's peak 78 -> 149 MB).
+IMPORT_NAME_CACHE = 300_000
 
 #: The page size of a new archive's file (bytes).
 PAGE_SIZE = 16384
@@ -70,8 +74,9 @@ class Archive:
 
     ``background`` lets ``saver()`` save big batches in a writer process (the CLI's syncs
     and imports). ``lock=False`` is only for that writer process, whose parent holds the
-    lock for both of them. ``name_cache`` bounds each name cache (entries): more is faster
-    on big histories and costs memory (see ``NAME_CACHE``).
+    lock for both of them. ``name_cache`` bounds the spellings whose ids it keeps (and a
+    third as many keys per name table): more is faster on big histories and costs memory
+    (see ``NAME_CACHE``).
     """
 
     def __init__(
@@ -496,7 +501,7 @@ class Archive:
         cache (see ``save_records``).
         """
         cache = self._ids[table]
-        if len(cache) > self.name_cache:  # bounded memory on huge histories; refilled on demand
+        if len(cache) > self.name_cache // 3:  # bounded memory; refilled on demand
             cache.clear()
         missing = [k for k in wanted if k not in cache]
         for i in range(0, len(missing), 500):
