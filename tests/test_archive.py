@@ -427,3 +427,24 @@ def test_full_name_caches_are_emptied_and_names_keep_their_rows(path: Path) -> N
             WHERE a.name = l.artist AND t.name = l.track AND b.name = l.album""",
         ).fetchone()[0] == 120
         assert conn.execute("SELECT sum(listens) FROM tracks").fetchone()[0] == 120
+
+
+def test_the_name_counts_are_folded_every_fold_after_listens(path: Path) -> None:
+    """A writer folds its tail of listens into the per-name counts once it holds
+    ``fold_after`` of them (an import folds seldom: each fold updates every name its
+    listens used), and on closing; statistics are exact in between."""
+    from scrobbler_cli.stats import compute_stats
+
+    with Archive(path, fold_after=250) as archive:
+        for i in range(6):  # 100 listens a batch: folded after the third and the sixth
+            archive.save_records(LASTFM, [rec(T + i * 10_000 + j * 60, f"A{j % 3}", f"T{j}")
+                                          for j in range(100)])
+            assert archive.counted_to() == (0, 0, 300, 300, 300, 600)[i]
+            assert compute_stats(archive, 0, 2**40).as_json()["total_listens"] == 100 * (i + 1)
+    with Archive(path, fold_after=10**6) as archive:
+        archive.save_records(LB, [rec(T + 900_000, "A0", "T0")])
+        assert archive.counted_to() == 600  # one listen held, not folded
+    with sqlite3.connect(path) as conn:  # folded on closing
+        assert conn.execute("SELECT value FROM meta WHERE key = 'counted_to'").fetchone() == (601,)
+        assert conn.execute("SELECT listens FROM artists ORDER BY id").fetchall() == [
+            (34 * 6 + 1,), (33 * 6,), (33 * 6,)]

@@ -436,21 +436,29 @@ def test_closed_pipe_is_not_an_error(db: Path) -> None:
 def test_import_gives_the_archive_bigger_name_caches(scrob, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An import is one big job with no memory target: its name caches are bigger than a
-    sync's (faster on a long history), and its archive comes out the same."""
-    from scrobbler_cli.archive import IMPORT_NAME_CACHE, NAME_CACHE, Archive
+    sync's and it folds the name counts seldom (faster on a long history), and its archive
+    comes out the same."""
+    from scrobbler_cli.archive import (
+        FOLD_AFTER,
+        IMPORT_FOLD_AFTER,
+        IMPORT_NAME_CACHE,
+        NAME_CACHE,
+        Archive,
+    )
 
-    sizes: list[int] = []
+    sizes: list[tuple[int, int]] = []
     init = Archive.__init__
 
     def spy(self: Archive, *args: object, **kwargs: object) -> None:
         init(self, *args, **kwargs)  # type: ignore[arg-type]
-        sizes.append(self.name_cache)
+        sizes.append((self.name_cache, self.fold_after))
 
     monkeypatch.setattr(Archive, "__init__", spy)
     path = tmp_path / "x.ndjson"
     path.write_text("".join(f'{{"listened_at": {1000 + i}, "artist": "A{i % 3}", '
                             f'"track": "B{i}"}}\n' for i in range(20)))
     assert scrob("-q", "import", str(path)).code == 0
-    assert sizes == [IMPORT_NAME_CACHE] and IMPORT_NAME_CACHE > NAME_CACHE
+    assert sizes == [(IMPORT_NAME_CACHE, IMPORT_FOLD_AFTER)]
+    assert IMPORT_NAME_CACHE > NAME_CACHE and IMPORT_FOLD_AFTER > FOLD_AFTER
     report = scrob("stats", "--range", "all", "--json").json()
     assert (report["total_listens"], report["unique_artists"]) == (20, 3)  # type: ignore[index]

@@ -71,14 +71,14 @@ def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path)
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
 
 
-def test_the_writer_process_keeps_the_archives_name_cache_size(tmp_path: Path) -> None:
+def test_the_writer_process_keeps_the_archives_cache_size_and_fold(tmp_path: Path) -> None:
     here = save_all(tmp_path / "here.db", background=False)  # the default, roomy caches
-    with Archive(tmp_path / "there.db", background=True, name_cache=5) as archive, \
-            archive.saver() as saver:
+    with Archive(tmp_path / "there.db", background=True, name_cache=5,
+                 fold_after=1000) as archive, archive.saver() as saver:
         for account, records, cursor in batches():
             saver.save(account, records, cursor=cursor)
         assert isinstance(saver, writer.BackgroundSaver) and saver._proc is not None
-        assert saver._proc.args[-2] == "5"  # type: ignore[index]
+        assert saver._proc.args[-3:-1] == ["5", "1000"]  # type: ignore[index]
     assert [r.new for r in here] == [1200, 1800, 0, 700, 0]
     # caches emptied again and again in the child: the same rows, the same ids
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")

@@ -221,7 +221,8 @@ class BackgroundSaver(Saver):
                 # what this process did (same working directory), nothing else
                 [sys.executable, "-I", "-c", _BOOTSTRAP, os.pathsep.join(sys.path),
                  str(self.archive.path), str(self.archive.tolerance),
-                 str(self.archive.name_cache), str(os.getpid())],
+                 str(self.archive.name_cache), str(self.archive.fold_after),
+                 str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                 env=_without_secrets(os.environ),
             )
@@ -383,7 +384,7 @@ def _can_spawn() -> bool:
 
 
 def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
-          name_cache: int | None = None) -> None:
+          name_cache: int | None = None, fold_after: int | None = None) -> None:
     """The writer process: save batches as they come, answer each with its counts.
 
     Batches already waiting in the pipe when one is saved join its transaction, up to
@@ -393,11 +394,12 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
     the archive is opened without taking it. An error is answered (message and hint)
     and ends the loop: the parent raises it, and batches after it are not saved.
     """
-    from . import NAME_CACHE, Archive
+    from . import FOLD_AFTER, NAME_CACHE, Archive
 
     try:
         archive = Archive(path, tolerance=tolerance, lock=False,
-                          name_cache=name_cache or NAME_CACHE)
+                          name_cache=name_cache or NAME_CACHE,
+                          fold_after=fold_after or FOLD_AFTER)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, _error(exc))
         return
@@ -467,13 +469,13 @@ def _follow_parent(parent: int) -> None:
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, the name caches'
-    size, parent pid."""
+    size, the fold's interval, parent pid."""
     try:
-        path, tolerance, name_cache, parent = argv
+        path, tolerance, name_cache, fold_after, parent = argv
         _follow_parent(int(parent))
         inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
         serve(path, int(tolerance), inp, out or sys.stdout.buffer,
-              name_cache=int(name_cache))
+              name_cache=int(name_cache), fold_after=int(fold_after))
     except BrokenPipeError:  # the parent is gone; what was committed stays
         return 0
     except Exception as exc:  # noqa: BLE001 - the parent reports it, never a traceback

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         and the command exits with code 6. Importing the same file twice adds nothing.
         """
         from .. import render
-        from ..archive import IMPORT_NAME_CACHE
+        from ..archive import IMPORT_FOLD_AFTER, IMPORT_NAME_CACHE
         from ..errors import BadInput
         from ..importers import import_file
         from . import state
@@ -44,8 +44,9 @@ def register(app: typer.Typer) -> None:
             elif shown == 51:
                 render.warn("more invalid records; only the first 50 are listed")
 
-        # an import is one big job with no memory target: bigger name caches (faster)
-        with st.archive(background=True, name_cache=IMPORT_NAME_CACHE) as archive, render.progress(
+        # one big job with no memory target: bigger name caches, rarer folds (faster)
+        with st.archive(background=True, name_cache=IMPORT_NAME_CACHE,
+                        fold_after=IMPORT_FOLD_AFTER) as archive, render.progress(
                 f"importing {path.name}", enabled=not st.quiet) as bar:
             report = import_file(archive, path, fmt=fmt, on_problem=problem,
                                  on_progress=lambda n: bar(info=f"{n:,} records"))
