@@ -464,8 +464,10 @@ class Archive:
         want_tracks: dict[str, tuple[str | None, str]] = {}
         want_albums: dict[str, tuple[str | None, str]] = {}
         for r, ids in zip(batch, found):
+            if ids is not None:
+                continue
             names = (r.artist, r.track, r.album)
-            if ids is not None or names in keyed:
+            if names in keyed:
                 continue
             a = name_key(r.artist)
             k = keyed[names] = (a, a + SEP + name_key(r.track),
