@@ -55,14 +55,10 @@ def _keyring():  # type: ignore[no-untyped-def]
     ImportError, which keyring expects), and the choice comes out the same."""
     import keyring
 
-    blocked = sys.platform != "darwin" and _MACOS_API not in sys.modules
-    if blocked:
-        sys.modules[_MACOS_API] = None  # type: ignore[assignment]  # import raises
-    try:
+    from ._imports import without
+
+    with without(*(() if sys.platform == "darwin" else (_MACOS_API,))):
         keyring.get_keyring()
-    finally:
-        if blocked and sys.modules.get(_MACOS_API, 0) is None:
-            del sys.modules[_MACOS_API]
     return keyring
 
 

@@ -54,3 +54,20 @@ def test_the_services_load_httpx_without_its_command_line_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "HEAVY [] False True"  # and nothing left blocked behind it
+
+
+def test_without_blocks_modules_for_one_import_only() -> None:
+    import json
+    import sys
+
+    import pytest
+
+    from scrobbler_cli._imports import without
+
+    assert "scrob_no_such_module" not in sys.modules
+    with without("scrob_no_such_module", "json"):
+        with pytest.raises(ImportError, match="halted"):  # blocked, not merely missing
+            import scrob_no_such_module  # type: ignore[import-not-found]  # noqa: F401
+        import json as again  # already imported: left alone
+    assert again is json
+    assert "scrob_no_such_module" not in sys.modules  # unblocked after

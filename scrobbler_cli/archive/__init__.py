@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -709,17 +708,12 @@ def _migration_tools() -> tuple[Any, Any]:
     """sqlite-utils' ``Database`` and scrob's migrations, imported without the packages
     sqlite-utils loads whenever they are installed (numpy, pandas: 20 MB or more, and
     tens of milliseconds) and which scrob never uses."""
-    blocked = [name for name in ("numpy", "pandas") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-    try:
+    from .._imports import without
+
+    with without("numpy", "pandas"):
         from sqlite_utils import Database
 
         from .migrations import migrations
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
     return Database, migrations
 
 

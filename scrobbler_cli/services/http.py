@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,17 +30,12 @@ def _import_httpx() -> Any:
     """httpx without its command-line client, which ``import httpx`` loads whenever
     click, rich and pygments are installed (typer brings all three): rich's console,
     progress and syntax modules and pygments' lexers, ~40 ms and ~7 MB in every command
-    that talks to a service, for a ``httpx.main`` scrob never calls. Blocked as an
-    ImportError, which httpx answers with a stub ``main``. (Every other module imports
-    httpx for type hints only, so this is the first import.)"""
-    blocked = "httpx" not in sys.modules and "httpx._main" not in sys.modules
-    if blocked:
-        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # import raises
-    try:
+    that talks to a service, for a ``httpx.main`` scrob never calls (httpx then defines a
+    stub). Every other module imports httpx for type hints only, so this is the first."""
+    from scrobbler_cli._imports import without
+
+    with without("httpx._main"):
         import httpx
-    finally:
-        if blocked and sys.modules.get("httpx._main", 0) is None:
-            del sys.modules["httpx._main"]
     return httpx
 
 
