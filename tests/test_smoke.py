@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
 from scrobbler_cli import __version__
 
 
-def test_version_fast_path_imports_nothing_heavy() -> None:
-    code = (
-        "import sys; from scrobbler_cli.cli import main\n"
-        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('httpx', 'keyring', 'sqlite_utils', 'rich', 'typer', 'tenacity')"
-        " if m in sys.modules]\n"
-        "print('HEAVY', heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+def fresh(code: str, heavy: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Run ``code`` in a new interpreter: what it printed, and which of ``heavy`` it loaded."""
+    probe = f"\nimport sys\nprint([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True,
                          check=True).stdout
+    printed, _, last = out.rstrip("\n").rpartition("\n")
+    return printed, ast.literal_eval(last)
+
+
+def test_version_fast_path_imports_nothing_heavy() -> None:
+    out, heavy = fresh("from scrobbler_cli.cli import main\n"
+                       "try:\n    main(['--version'])\nexcept SystemExit:\n    pass",
+                       ("httpx", "keyring", "sqlite_utils", "rich", "typer", "tenacity"))
     assert f"scrob {__version__}" in out
-    assert "HEAVY []" in out
+    assert heavy == []
 
 
 def test_help_does_not_import_network_or_storage_libraries() -> None:
-    code = (
-        "import sys; from scrobbler_cli.cli import run\n"
-        "run(['--help'])\n"
-        "heavy = [m for m in ('httpx', 'keyring', 'sqlite_utils', 'rich.console', 'tenacity')"
-        " if m in sys.modules]\n"
-        "print('HEAVY', heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out, heavy = fresh("from scrobbler_cli.cli import run\nrun(['--help'])",
+                       ("httpx", "keyring", "sqlite_utils", "rich.console", "tenacity"))
     assert "Usage: scrob" in out
-    assert "HEAVY []" in out
+    assert heavy == []
 
 
 def test_python_dash_m_runs(scrob_proc) -> None:
@@ -45,15 +42,10 @@ def test_python_dash_m_runs(scrob_proc) -> None:
 def test_the_services_load_httpx_without_its_command_line_client() -> None:
     """``import httpx`` loads its own CLI (rich's console and pygments' lexers) whenever
     they are installed, and typer installs them: ~40 ms and ~7 MB a sync never uses."""
-    code = (
-        "import sys, scrobbler_cli.engines.lastfm, scrobbler_cli.engines.listenbrainz\n"
-        "import httpx\n"
-        "heavy = [m for m in ('httpx._main', 'rich', 'pygments') if m in sys.modules]\n"
-        "print('HEAVY', heavy, 'httpx._main' in sys.modules, callable(httpx.main))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "HEAVY [] False True"  # and nothing left blocked behind it
+    out, heavy = fresh("import scrobbler_cli.engines.lastfm, scrobbler_cli.engines.listenbrainz\n"
+                       "import httpx\nprint(callable(httpx.main))",
+                       ("httpx._main", "rich", "pygments"))
+    assert (out, heavy) == ("True", [])  # and httpx.main is still there (a stub)
 
 
 def test_without_blocks_modules_for_one_import_only() -> None:
