@@ -35,6 +35,62 @@ def test_make_client_names_scrob() -> None:
     assert client.headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("scrob/")
 
 
+@pytest.fixture
+def client_kwargs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What make_client passes to httpx.Client, with no TLS context prepared yet."""
+    from scrobbler_cli.services import http as module
+
+    monkeypatch.setattr(module, "_TLS", None)
+    seen: list[dict[str, Any]] = []
+    real = httpx.Client
+
+    def client(**kwargs: Any) -> httpx.Client:
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(httpx, "Client", client)
+    return seen
+
+
+def test_a_prepared_tls_context_is_built_once_on_a_thread_for_every_client(
+        client_kwargs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+    import threading
+
+    from scrobbler_cli.services.http import prepare_tls
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    built: list[str] = []
+
+    def create(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(threading.current_thread().name)
+        return context
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create)
+    make_client("https://x.test")  # nothing prepared: httpx builds its own, as ever
+    prepare_tls()
+    prepare_tls()
+    make_client("https://x.test")
+    make_client("https://y.test")
+    assert built == ["scrob-tls"]
+    assert [kw["verify"] for kw in client_kwargs] == [True, context, context]
+
+
+def test_a_tls_context_that_fails_to_build_is_left_to_httpx(
+        client_kwargs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from scrobbler_cli.services.http import prepare_tls
+
+    def create(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        raise ssl.SSLError("no CA bundle")
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create)
+    prepare_tls()
+    make_client("https://x.test")  # no error here: httpx reports it when it builds its own
+    assert client_kwargs[0]["verify"] is True
+
+
 def test_retries_transport_errors(router: respx.MockRouter) -> None:
     t = FakeTime()
     http = make_http(t)

@@ -19,10 +19,13 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
          source: str | None, dry_run: bool, json_: bool) -> None:
     from .. import render
     from ..export import ExportOptions, export_listens
+    from ..services.http import prepare_tls
     from ..timeparse import parse_date
     from . import state
     from .common import service_config
 
+    if not dry_run:
+        prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
     cfg = service_config(service, user)
     items: list[dict[str, object]] = []

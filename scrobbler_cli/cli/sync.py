@@ -26,11 +26,13 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     from .. import render
     from ..errors import ScrobError, redact
     from ..models import Progress, SyncReport
+    from ..services.http import prepare_tls
     from ..sync import SyncOptions, sync_account
     from ..timeparse import parse_date, parse_duration
     from . import state
     from .common import service_config
 
+    prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
     start = parse_date(since) if since else None
     back = parse_duration(lookback) if lookback is not None else None

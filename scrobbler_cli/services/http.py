@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -79,6 +80,42 @@ def loads(content: bytes) -> Any:
         return json.loads(content)
 
 
+_TLS: Future[Any] | None = None  # the TLS context prepare_tls() builds
+
+
+def prepare_tls() -> None:
+    """Build httpx's TLS context on a thread now, for the clients made later.
+
+    Loading the CA bundle takes ~30 ms, nearly all of it in OpenSSL, which runs without
+    the GIL: a command that will talk to a service starts this first, and the bundle
+    loads while the command opens the archive and reads its secrets, instead of after.
+    Once is enough (the context is shared by every client of the process)."""
+    global _TLS
+    if _TLS is not None:
+        return
+    future: Future[Any] = Future()
+
+    def build() -> None:
+        try:
+            future.set_result(httpx.create_ssl_context())
+        except BaseException as exc:  # noqa: BLE001 - make_client lets httpx try itself
+            future.set_exception(exc)
+
+    _TLS = future
+    threading.Thread(target=build, name="scrob-tls", daemon=True).start()
+
+
+def _verify() -> Any:
+    """The context prepare_tls() built, or True (httpx builds its own, and reports what
+    went wrong) when none was prepared or building it failed."""
+    if _TLS is None:
+        return True
+    try:
+        return _TLS.result()
+    except Exception:  # noqa: BLE001 - httpx raises it again, where it belongs
+        return True
+
+
 def make_client(base_url: str = "", *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """An ``httpx.Client`` with scrob's timeouts and User-Agent, reused for a whole run."""
@@ -88,6 +125,7 @@ def make_client(base_url: str = "", *, timeout: httpx.Timeout | float = DEFAULT_
         headers={"User-Agent": USER_AGENT},
         transport=transport,
         follow_redirects=True,
+        verify=True if transport is not None else _verify(),
     )
 
 
