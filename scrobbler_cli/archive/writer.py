@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
+from . import FOLD_AFTER, NAME_CACHE
 
 if TYPE_CHECKING:
     from . import Archive
@@ -384,7 +385,7 @@ def _can_spawn() -> bool:
 
 
 def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
-          name_cache: int | None = None, fold_after: int | None = None) -> None:
+          name_cache: int = NAME_CACHE, fold_after: int = FOLD_AFTER) -> None:
     """The writer process: save batches as they come, answer each with its counts.
 
     Batches already waiting in the pipe when one is saved join its transaction, up to
@@ -394,12 +395,11 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
     the archive is opened without taking it. An error is answered (message and hint)
     and ends the loop: the parent raises it, and batches after it are not saved.
     """
-    from . import FOLD_AFTER, NAME_CACHE, Archive
+    from . import Archive
 
     try:
-        archive = Archive(path, tolerance=tolerance, lock=False,
-                          name_cache=name_cache or NAME_CACHE,
-                          fold_after=fold_after or FOLD_AFTER)
+        archive = Archive(path, tolerance=tolerance, lock=False, name_cache=name_cache,
+                          fold_after=fold_after)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
         _write(out, _error(exc))
         return
