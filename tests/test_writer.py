@@ -249,6 +249,37 @@ def test_a_stream_that_is_not_the_protocol_ends_the_replies(tmp_path: Path) -> N
         assert saver._replies.get_nowait() is None  # the end, never a hang
 
 
+class Name(str):
+    """A str subclass (as a library caller may pass): marshal refuses it."""
+
+
+def test_messages_are_marshalled_and_what_marshal_refuses_is_pickled() -> None:
+    plain = ("lastfm", "alice", [(T, "Artist", "Track", None, 200, None, None, ("m",),
+                                  None, '{"a":1}')], T + 1)
+    odd = ("lastfm", "alice", [(T, Name("Artist"), "Track")], None)
+    stream = io.BytesIO()
+    writer._write(stream, plain)
+    writer._write(stream, odd)
+    data = stream.getvalue()
+    assert data[:4] == b"scrm" and data.count(b"scrb") == 1  # the second one is pickled
+    stream.seek(0)
+    assert writer._read(stream) == plain
+    back = writer._read(stream)
+    assert back == odd and type(back[2][0][1]) is Name
+    assert writer._read(stream) is None
+
+
+def test_a_writer_process_saves_records_marshal_refuses(tmp_path: Path) -> None:
+    records = [SourceRecord(r.listened_at, Name(r.artist), r.track, r.album, r.duration,
+                            raw=r.raw) for r in plays(1500)]
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, records, cursor=T + 1)
+            assert saver._proc is not None
+        assert archive.count() == 1500
+        assert {x.artist for x in archive.listens(limit=5000)} == {r.artist for r in records}
+
+
 def test_without_a_writer_process_batches_are_saved_here(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_processes(*args: object, **kwargs: object) -> None:
