@@ -37,7 +37,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from queue import Empty, SimpleQueue
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
@@ -82,7 +82,7 @@ _MAX_MESSAGE = 1 << 31
 _BOOTSTRAP = (
     "import os, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
     "sys.path[:] = sys.argv[1].split(os.pathsep); "
-    "from scrobbler_cli.archive.writer import main; sys.exit(main(sys.argv[2:], out))"
+    "from scrobbler_cli.archive.writer import leave, main; leave(main(sys.argv[2:], out), out)"
 )
 
 OnSaved = Callable[[SaveResult], None]
@@ -473,6 +473,18 @@ def _follow_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="scrob-writer-parent", daemon=True).start()
+
+
+def leave(code: int, out: IO[bytes]) -> NoReturn:
+    """End the child once its archive is closed, without the interpreter's teardown:
+    freeing its name caches and modules took ~70 ms that the parent waited for at the
+    end of every big sync. What it wrote is flushed first."""
+    for stream in (out, sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the parent is gone, or the stream was closed
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
