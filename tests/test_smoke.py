@@ -63,3 +63,30 @@ def test_without_blocks_modules_for_one_import_only() -> None:
         import json as again  # already imported: left alone
     assert again is json
     assert "scrob_no_such_module" not in sys.modules  # unblocked after
+
+
+def test_the_command_exits_with_its_output_whole_and_its_exit_code(tmp_path) -> None:
+    """The process ends without the interpreter's teardown (``cli._leave``): what it
+    printed into a pipe (block-buffered) must still all arrive, with its exit code."""
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def scrob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scrobbler_cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    history = tmp_path / "history.ndjson"
+    history.write_text("".join(
+        json.dumps({"listened_at": 1_600_000_000 + i * 300, "artist": f"Artist {i % 7}",
+                    "track": f"Track {i}"}) + "\n" for i in range(3000)))
+    assert scrob("--quiet", "import", str(history)).returncode == 0
+    listens = scrob("listens", "--json", "--limit", "3000")
+    lines = listens.stdout.splitlines()
+    assert listens.returncode == 0 and len(lines) == 3000
+    assert json.loads(lines[-1])["track"].startswith("Track ")
+    version = scrob("--quiet", "--version")  # print(): left in stdout's buffer
+    assert (version.returncode, version.stdout) == (0, f"scrob {__version__}\n")
+    missing = scrob("--db", str(tmp_path / "none.db"), "stats")
+    assert missing.returncode == 5 and "no archive at" in missing.stderr
