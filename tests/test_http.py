@@ -238,3 +238,26 @@ def test_retry_notes_are_redacted_whatever_classify_says(router: respx.MockRoute
     retry_notes = [line for line in logs if "retrying" in line]
     assert len(retry_notes) == 1
     assert "an0ther-registered-secret" not in retry_notes[0] and "abcdef" not in retry_notes[0]
+
+
+def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
+    """httpx binds a response's stream to the response (a reference cycle): the body of
+    every page would wait for the collector, which scrob's processes run rarely."""
+    import gc
+    import weakref
+
+    body = b'{"page": "' + b"x" * 100_000 + b'"}'
+    client = make_client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)))
+    http = Http(client, service="svc")
+    refs: list[weakref.ref[httpx.Response]] = []
+
+    def classify(response: httpx.Response) -> int:
+        refs.append(weakref.ref(response))
+        return len(response.content)
+
+    gc.disable()
+    try:
+        assert http.request("GET", URL, classify=classify) == len(body)
+        assert refs[0]() is None  # freed when the last reference went, body and all
+    finally:
+        gc.enable()

@@ -90,3 +90,15 @@ def test_the_command_exits_with_its_output_whole_and_its_exit_code(tmp_path) -> 
     assert (version.returncode, version.stdout) == (0, f"scrob {__version__}\n")
     missing = scrob("--db", str(tmp_path / "none.db"), "stats")
     assert missing.returncode == 5 and "no archive at" in missing.stderr
+
+
+def test_the_command_runs_the_garbage_collector_rarely() -> None:
+    """A sync makes millions of short-lived containers and almost no cycles: the default
+    threshold (700) cost 8-13 % of a big sync in collections that found nothing."""
+    from scrobbler_cli._process import GC_EVERY
+
+    out, _ = fresh("import gc\nfrom scrobbler_cli.cli import main\n"
+                   "before = gc.get_threshold()\n"
+                   "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                   "print(before[0], gc.get_threshold())", ())
+    assert out.splitlines()[-1] == f"700 ({GC_EVERY}, 10, 10)"

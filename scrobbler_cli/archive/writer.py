@@ -37,8 +37,9 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from queue import Empty, SimpleQueue
-from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
+from .._process import collect_rarely
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
 from . import FOLD_AFTER, NAME_CACHE
@@ -77,12 +78,14 @@ _MARSHAL, _PICKLE = b"scrm", b"scrb"
 _MAX_MESSAGE = 1 << 31
 
 # The child's first lines: keep fd 1 for replies and point it at stderr for anything
-# else, take the parent's import path, then serve. ``-I`` keeps PYTHON* variables and
-# the user's site directory from adding anything the parent did not have.
+# else, take the parent's import path, serve, then end without the interpreter's
+# teardown. ``-I`` keeps PYTHON* variables and the user's site directory from adding
+# anything the parent did not have.
 _BOOTSTRAP = (
     "import os, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
     "sys.path[:] = sys.argv[1].split(os.pathsep); "
-    "from scrobbler_cli.archive.writer import leave, main; leave(main(sys.argv[2:], out), out)"
+    "from scrobbler_cli._process import leave; from scrobbler_cli.archive.writer import main; "
+    "leave(main(sys.argv[2:], out), out)"
 )
 
 OnSaved = Callable[[SaveResult], None]
@@ -475,24 +478,13 @@ def _follow_parent(parent: int) -> None:
     threading.Thread(target=watch, name="scrob-writer-parent", daemon=True).start()
 
 
-def leave(code: int, out: IO[bytes]) -> NoReturn:
-    """End the child once its archive is closed, without the interpreter's teardown:
-    freeing its name caches and modules took ~70 ms that the parent waited for at the
-    end of every big sync. What it wrote is flushed first."""
-    for stream in (out, sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # the parent is gone, or the stream was closed
-            pass
-    os._exit(code)
-
-
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, the name caches'
     size, the fold's interval, parent pid."""
     try:
         path, tolerance, name_cache, fold_after, parent = argv
         _follow_parent(int(parent))
+        collect_rarely()
         inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
         serve(path, int(tolerance), inp, out or sys.stdout.buffer,
               name_cache=int(name_cache), fold_after=int(fold_after))

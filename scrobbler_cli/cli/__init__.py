@@ -5,11 +5,10 @@ place that turns a ``ScrobError`` into one stderr line and an exit code (errors.
 """
 
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from .. import __version__
 
@@ -120,23 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["--version"]:  # fast path: no third-party import at all
         sys.stdout.write(f"scrob {__version__}\n")
         sys.exit(0)
+    from .._process import collect_rarely, leave
+
+    collect_rarely()
     code = run(args)
     if argv is None:  # the process's own command line: nothing runs after this
-        _leave(code)
+        leave(code)
     sys.exit(code)
-
-
-def _leave(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown (finalizing ~480 modules and
-    their objects took ~50 ms at the end of every command). By now everything scrob
-    opened is closed (the archive, its lock, the clients, the writer process); only the
-    standard streams may still hold output."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):  # let the interpreter report it, as it would
-        sys.exit(code)
-    os._exit(code)
 
 
 _INTERRUPTED = "interrupted; nothing half-written was kept, run the command again to go on"

@@ -290,6 +290,11 @@ class Http:
                 redact(f"{self.service} request failed: {type(exc).__name__}: {exc}"),
                 service=self.service,
             ) from None
+        # httpx binds a response's stream to the response, a reference cycle that keeps
+        # the body (hundreds of KB a page) until the garbage collector runs, which scrob
+        # lets run rarely (scrobbler_cli/_process.py): a read response's stream is just
+        # its bytes, and the body goes with the last reference to it.
+        response.stream = httpx.ByteStream(response.content)
         self.pacer.observe(response)
         if self.log:
             self.log(redact(f"{method} {response.request.url} -> {response.status_code} "
