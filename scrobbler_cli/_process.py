@@ -20,6 +20,21 @@ def collect_rarely() -> None:
     gc.set_threshold(GC_EVERY, *gc.get_threshold()[1:])
 
 
+def fill_standard_streams() -> None:
+    """Give a standard stream the process was started without (``>&-``: Python then sets
+    it to None) the null device. What would be printed is dropped, as into a closed
+    pipe, instead of failing the command; and no file opened later (the archive) can
+    get descriptor 1 or 2, where a stray write would land in it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def leave(code: int, *streams: IO[Any]) -> NoReturn:
     """End the process without the interpreter's teardown (finalizing its modules and
     objects took ~50 ms, at the end of every command and of every writer process).
@@ -28,7 +43,8 @@ def leave(code: int, *streams: IO[Any]) -> NoReturn:
     would anyway)."""
     for stream in (*streams, sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream
             pass
     os._exit(code)

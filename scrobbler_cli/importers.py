@@ -177,6 +177,18 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
     return items(), user
 
 
+def check_input(path: str | Path, fmt: str = "auto") -> Path:
+    """The file to import, or a usage error (before any archive is opened or made)."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(FORMATS))
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give the file to import")
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    return path
+
+
 def import_file(
     archive: Archive,
     path: str | Path,
@@ -186,11 +198,7 @@ def import_file(
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import ``path`` into ``archive``; importing the same file twice adds nothing."""
-    path = Path(path)
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(FORMATS))
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
+    path = check_input(path, fmt)
     default_account = Account("import", path.name)
     user: str | None = None
     if zipfile.is_zipfile(path) or _looks_like_zip(path):
@@ -293,14 +301,15 @@ def _looks_like_zip(path: Path) -> bool:
 
 
 def _is_document(path: Path) -> bool:
-    """A ``.json`` file that starts with ``{`` may be one API reply or one listen per line."""
+    """A ``.json`` file that starts with ``{`` may be one API reply (indented, or all on
+    its first line) or one listen per line."""
     with open(path, encoding="utf-8-sig") as fh:
         first = fh.readline()
     try:
-        json.loads(first)
-        return False
+        value = json.loads(first)
     except ValueError:
         return True
+    return isinstance(value, dict) and isinstance(value.get("payload"), dict)
 
 
 def _problem(report: ImportReport, where: str, reason: str,

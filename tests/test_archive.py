@@ -448,3 +448,28 @@ def test_the_name_counts_are_folded_every_fold_after_listens(path: Path) -> None
         assert conn.execute("SELECT value FROM meta WHERE key = 'counted_to'").fetchone() == (601,)
         assert conn.execute("SELECT listens FROM artists ORDER BY id").fetchall() == [
             (34 * 6 + 1,), (33 * 6,), (33 * 6,)]
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_another_programs_database_is_refused_and_left_as_it_was(
+        tmp_path: Path, readonly: bool) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(ArchiveError, match="not a scrob archive"):
+        Archive(path, readonly=readonly)
+    assert path.read_bytes() == before  # no scrob tables, no WAL mode, nothing
+
+
+def test_a_database_with_only_an_unfinished_first_migration_is_made_an_archive(
+        tmp_path: Path) -> None:
+    path = tmp_path / "a.db"  # killed after sqlite-utils made its table, before m001 committed
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE _sqlite_migrations (id INTEGER PRIMARY KEY, migration_set"
+                     " TEXT, name TEXT, applied_at TEXT)")
+    conn.close()
+    with Archive(path) as archive:
+        assert archive.count() == 0

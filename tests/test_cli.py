@@ -230,6 +230,17 @@ def test_listens_source_filter(scrob, db: Path) -> None:
         "Roads", "Song 2", "Nude", "Reckoner"]
     assert tracks(scrob("listens", "--json", "--source", "lastfm:bob")) == []
     assert tracks(scrob("listens", "--json", "--source", "import")) == ["Beetlebum"]
+    # spelled as the service spells it: the service and a Last.fm name ignore case
+    assert tracks(scrob("listens", "--json", "--source", "LastFM:Alice")) == [
+        "Roads", "Song 2", "Nude", "Reckoner"]
+
+
+def test_an_unknown_source_is_a_usage_error_not_an_empty_answer(scrob, db: Path) -> None:
+    for source, says in (("spotify", "unknown service 'spotify'"),
+                         ("lastfm:", "no account after 'lastfm:'")):
+        for args in (("listens", "--json"), ("export", "listenbrainz", "--dry-run")):
+            result = scrob(*args, "--source", source)
+            assert (result.code, result.out) == (2, "") and says in result.err
 
 
 def test_listens_csv(scrob, db: Path) -> None:
@@ -462,3 +473,17 @@ def test_import_gives_the_archive_bigger_name_caches(scrob, tmp_path: Path,
     assert IMPORT_NAME_CACHE > NAME_CACHE and IMPORT_FOLD_AFTER > FOLD_AFTER
     report = scrob("stats", "--range", "all", "--json").json()
     assert (report["total_listens"], report["unique_artists"]) == (20, 3)  # type: ignore[index]
+
+
+def test_usage_errors_make_no_archive(scrob, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = tmp_path / "archive.db"  # SCROB_DB
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice")
+    for args, says in (
+            (("export", "listenbrainz", "--since", "bogus"), "cannot read the date"),
+            (("import", str(tmp_path / "missing.ndjson")), "no such file"),
+            (("import", str(tmp_path)), "is a directory"),
+            (("import", "--format", "csv", str(tmp_path)), "unknown format")):
+        result = scrob(*args)
+        assert result.code == 2 and says in result.err, (args, result)
+        assert not archive.exists() and not archive.with_suffix(".db.lock").exists()

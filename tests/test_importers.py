@@ -202,12 +202,14 @@ def test_listenbrainz_json_list_with_user_names(tmp_path: Path) -> None:
             "SELECT count(*) FROM sources WHERE remote_id IS NOT NULL").fetchone()[0] == 3
 
 
-def test_listenbrainz_api_reply_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize("indent", [2, None])  # as saved by a browser: all on one line
+def test_listenbrainz_api_reply_document(tmp_path: Path, indent: int | None) -> None:
     path = tmp_path / "reply.json"
     listens = json.loads(LB_API.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({"payload": {"count": 3, "listens": listens}}, indent=2))
+    path.write_text(json.dumps({"payload": {"count": 3, "listens": listens}}, indent=indent))
     with Archive(db(tmp_path)) as archive:
-        assert import_file(archive, path).new == 3
+        report = import_file(archive, path)
+        assert (report.format, report.new, report.invalid) == ("listenbrainz", 3, 0)
 
 
 def test_bad_listenbrainz_lines_are_reported_with_file_and_line(scrob) -> None:

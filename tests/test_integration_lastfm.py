@@ -420,6 +420,7 @@ def test_auth_lastfm_asks_runs_the_flow_and_stores(fake: FakeLastfm, scrob: Any,
         return True
 
     monkeypatch.setattr(typer, "prompt", prompt)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)  # a terminal: the prompt
     monkeypatch.setattr(webbrowser, "open", browser)
     result = scrob("auth", "lastfm")
     assert result.code == 0, result.err
@@ -469,6 +470,16 @@ def test_auth_lastfm_with_known_key_only_waits_for_approval(
     assert config.load().lastfm_user == "carol"
     assert credentials.get("lastfm_session_key").value == fake.session_key("carol")
     assert credentials.get("lastfm_api_secret").origin == "env"  # not copied anywhere
+
+
+def test_auth_lastfm_without_a_terminal_or_keys_exits_3_naming_the_variable(
+        fake: FakeLastfm, scrob_proc: Any) -> None:
+    result = scrob_proc("auth", "lastfm", "--no-browser", input="",  # cron: stdin empty
+                        env={"SCROB_LASTFM_API_URL": fake.url})
+    assert result.code == 3
+    assert result.err.splitlines() == [
+        "scrob: error: no Last.fm API key given (type it at the prompt in a terminal, "
+        "or set SCROB_LASTFM_API_KEY)"]
 
 
 def test_auth_lastfm_rejected_key_from_stdin_exits_3(fake: FakeLastfm, scrob_proc: Any) -> None:
@@ -535,6 +546,7 @@ def test_auth_lastfm_quiet_shows_only_the_url(fake: FakeLastfm, scrob: Any,
         return True
 
     monkeypatch.setattr(typer, "prompt", prompt)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)  # a terminal: the prompt
     monkeypatch.setattr(webbrowser, "open", browser)
     result = scrob("--quiet", "auth", "lastfm")
     assert result.code == 0, result.err

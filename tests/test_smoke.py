@@ -102,3 +102,32 @@ def test_the_command_runs_the_garbage_collector_rarely() -> None:
                    "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
                    "print(before[0], gc.get_threshold())", ())
     assert out.splitlines()[-1] == f"700 ({GC_EVERY}, 10, 10)"
+
+
+def test_a_closed_or_full_stdout_is_no_bug(tmp_path) -> None:
+    """Started with stdout closed (`>&-`) the command still does its work, its output
+    dropped; a full device is one clear line, not an internal error."""
+    import os
+
+    env = {**os.environ, "SCROB_DB": str(tmp_path / "a.db")}
+    history = tmp_path / "h.ndjson"
+    history.write_text('{"listened_at": 1600000000, "artist": "A", "track": "T"}\n')
+
+    def closed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scrobbler_cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120,
+                              preexec_fn=lambda: os.close(1))  # after stdout's dup2
+
+    imported = closed("import", str(history))  # its summary is on stderr
+    assert imported.returncode == 0 and "1 new listens" in imported.stderr
+    for args in (("listens", "--json"), ("--version",)):
+        result = closed(*args)
+        assert (result.returncode, result.stderr) == (0, ""), args
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "scrobbler_cli", "listens",
+                                     "--json"], env=env, stdout=full, stderr=subprocess.PIPE,
+                                    text=True, timeout=120)
+        assert result.returncode == 1
+        assert result.stderr == ("scrob: error: cannot write the output: "
+                                 "No space left on device\n")

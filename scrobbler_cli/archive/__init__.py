@@ -177,6 +177,13 @@ class Archive:
             )
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT IN ('_sqlite_migrations', 'sqlite_sequence')").fetchone():
+            # Tables, and no scrob schema: another program's database. Migrating would
+            # add scrob's tables to it (a step of ours commits with its version).
+            raise ArchiveError(f"{self.path} is not a scrob archive: it holds other tables",
+                               hint="pass another --db")
         if self.readonly:
             # An older archive: migrate it under the write lock, then read.
             self.conn.close()

@@ -115,12 +115,13 @@ def build_app() -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Run scrob and exit with the code of cli.md."""
+    from .._process import collect_rarely, fill_standard_streams, leave
+
+    fill_standard_streams()
     args = sys.argv[1:] if argv is None else list(argv)
     if args == ["--version"]:  # fast path: no third-party import at all
         sys.stdout.write(f"scrob {__version__}\n")
         sys.exit(0)
-    from .._process import collect_rarely, leave
-
     collect_rarely()
     code = run(args)
     if argv is None:  # the process's own command line: nothing runs after this
@@ -195,6 +196,9 @@ def run(args: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except OSError as exc:  # writing the output failed (scrob's own errors are converted)
+        error(f"cannot write the output: {exc.strerror or exc}")
+        return 1
     except sqlite3.Error as exc:  # disk full, a read-only or damaged archive file
         if _state.verbose:
             _traceback()

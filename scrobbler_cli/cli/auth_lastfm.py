@@ -28,18 +28,20 @@ def _keyring_usable() -> bool:
 
 
 def _ask(name: str, label: str, asked: dict[str, str]) -> str:
-    """A secret from the environment or keyring, else asked for with hidden input (the
-    prompt on stderr: stdout is for data only)."""
+    """A secret from the environment or keyring, else asked for with hidden input on a
+    terminal, else read from a line of stdin (cron, a pipe)."""
     from .. import credentials
+    from .common import read_secret
 
     known = credentials.get(name).value
     if known:
         return known
-    value = str(typer.prompt(label, hide_input=True, err=True)).strip()
+    value = read_secret(label)
     if not value:
         from ..errors import CredentialsError
 
-        raise CredentialsError(f"no {label} given")
+        raise CredentialsError(f"no {label} given", hint=f"type it at the prompt in a "
+                               f"terminal, or set {credentials.SECRETS[name]}")
     asked[name] = value
     return value
 
@@ -47,7 +49,8 @@ def _ask(name: str, label: str, asked: dict[str, str]) -> str:
 def login_lastfm(no_browser: NoBrowser = False, wait: Wait = 300.0) -> None:
     """Authorize scrob for your Last.fm account (or a compatible server such as Libre.fm).
 
-    Asks (hidden input) for the API key and shared secret of your Last.fm API account
+    Asks (hidden input; from stdin, a line each, when stdin is not a terminal) for the
+    API key and shared secret of your Last.fm API account
     (https://www.last.fm/api/account/create) unless the keyring or SCROB_LASTFM_API_KEY /
     SCROB_LASTFM_API_SECRET already hold them, prints the page where you approve scrob
     and opens it in a browser, waits for the approval, then stores the session key in

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from .options import Json
 
 PROMPT = "ListenBrainz user token (from your profile's settings page; input hidden)"
-
-
-def _read_token() -> str:
-    """The token: a hidden prompt on a terminal, else the first line of stdin (so it can
-    be piped from a password manager without showing up in ``ps`` or shell history)."""
-    if sys.stdin is not None and sys.stdin.isatty():
-        return str(typer.prompt(PROMPT, hide_input=True, err=True))
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    return line.strip()
 
 
 def login(json_: Json = False) -> None:
@@ -33,8 +22,9 @@ def login(json_: Json = False) -> None:
     from ..errors import CredentialsError, register_secret
     from ..models import ServiceConfig
     from . import state
+    from .common import read_secret
 
-    token = _read_token()
+    token = read_secret(PROMPT)
     if not token:
         raise CredentialsError("no ListenBrainz token was given",
                                hint="paste the user token from your ListenBrainz settings page")

@@ -1,4 +1,5 @@
-"""What several commands share: building a service's config from settings and secrets."""
+"""What several commands share: building a service's config from settings and secrets,
+and reading a secret the user types or pipes."""
 
 from __future__ import annotations
 
@@ -34,3 +35,16 @@ def configured_services() -> list[str]:
 
     settings = config.load()
     return [s for s in ("lastfm", "listenbrainz") if settings.values[f"{s}_user"]]
+
+
+def read_secret(prompt: str) -> str:
+    """A secret from a hidden prompt on a terminal (on stderr: stdout is for data), else
+    the next line of stdin, so it can be piped from a password manager without showing
+    up in ``ps`` or shell history; "" when there is none (stdin empty or closed)."""
+    import sys
+
+    import typer
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        return str(typer.prompt(prompt, hide_input=True, err=True)).strip()
+    return (sys.stdin.readline() if sys.stdin is not None else "").strip()

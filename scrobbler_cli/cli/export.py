@@ -27,6 +27,8 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     if not dry_run:
         prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
+    start = parse_date(since) if since else None  # a usage error makes no archive
+    end = parse_date(until) if until else None
     cfg = service_config(service, user)
     items: list[dict[str, object]] = []
 
@@ -39,9 +41,8 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     with st.archive() as archive, render.progress(
             f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
         report = export_listens(archive, cfg, ExportOptions(
-            since=parse_date(since) if since else None,
-            until=parse_date(until) if until else None,
-            source=source, dry_run=dry_run, on_item=on_item if dry_run else None,
+            since=start, until=end, source=source, dry_run=dry_run,
+            on_item=on_item if dry_run else None,
             on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
             log=st.log))
     if dry_run and not json_:

@@ -30,9 +30,10 @@ def register(app: typer.Typer) -> None:
         from .. import render
         from ..archive import IMPORT_FOLD_AFTER, IMPORT_NAME_CACHE
         from ..errors import BadInput
-        from ..importers import import_file
+        from ..importers import check_input, import_file
         from . import state
 
+        check_input(path, fmt)  # a usage error makes no archive
         st = state()
         shown = 0
 

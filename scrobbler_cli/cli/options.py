@@ -22,9 +22,30 @@ User = Annotated[
     typer.Option("--user", metavar="NAME",
                  help="The account to use instead of the configured one."),
 ]
+_SOURCE_SERVICES = ("lastfm", "listenbrainz", "import")
+
+
+def _source(value: str | None) -> str | None:
+    """``SERVICE[:ACCOUNT]`` checked (a typo would match nothing, silently) and spelled as
+    the archive stores it: the service in lower case, the account folded as that
+    service folds user names (``listenbrainz:Alice`` is ``listenbrainz:alice``)."""
+    if value is None:
+        return None
+    from ..models import Account
+
+    service, colon, account = value.strip().partition(":")
+    service = service.lower()
+    if service not in _SOURCE_SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; use "
+                                 f"{', '.join(_SOURCE_SERVICES)}, optionally with :ACCOUNT")
+    if colon and not account:
+        raise typer.BadParameter(f"no account after '{service}:'")
+    return Account.parse(f"{service}:{account}").source if colon else service
+
+
 Source = Annotated[
     str | None,
-    typer.Option("--source", metavar="SERVICE[:ACCOUNT]",
+    typer.Option("--source", metavar="SERVICE[:ACCOUNT]", callback=_source,
                  help="Only listens seen by this service (lastfm, listenbrainz, import), "
                       "optionally one account of it."),
 ]
