@@ -78,8 +78,9 @@ def write_csv(header: Sequence[str], rows: Iterable[Sequence[Any]],
 def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    no_color = bool(os.environ.get("NO_COLOR")) or None
-    return Console(stderr=stderr, highlight=False, no_color=no_color, soft_wrap=False)
+    if os.environ.get("NO_COLOR"):  # plain: no colour, and no bold or dim either
+        return Console(stderr=stderr, highlight=False, color_system=None, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],

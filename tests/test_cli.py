@@ -311,6 +311,7 @@ def test_escape_sequences_never_reach_a_terminal(scrob, hostile: Path,
     assert table.code == 0
     assert_no_raw_controls(table.out)
     assert "[bold]x[/bold]" in table.out
+    assert "\x1b" not in table.out  # NO_COLOR: plain, not even a bold header
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     rows = scrob("listens", "--format", "csv")
     assert rows.code == 0
@@ -487,3 +488,16 @@ def test_usage_errors_make_no_archive(scrob, tmp_path: Path,
         result = scrob(*args)
         assert result.code == 2 and says in result.err, (args, result)
         assert not archive.exists() and not archive.with_suffix(".db.lock").exists()
+
+
+def test_a_mistyped_command_is_suggested_once(scrob) -> None:
+    result = scrob("lisens")
+    assert result.code == 2
+    assert result.err.count("Did you mean 'listens'?") == 1
+
+
+def test_stats_from_in_the_future_says_why(scrob, db: Path) -> None:
+    result = scrob("stats", "--from", "2999-01-01")
+    assert result.code == 2 and "--from is in the future" in result.err
+    result = scrob("stats", "--from", "2024-05-02", "--to", "2024-05-01")
+    assert result.code == 2 and "--to must be after --from" in result.err

@@ -134,6 +134,7 @@ _INTERRUPTED = "interrupted; nothing half-written was kept, run the command agai
 
 def run(args: list[str]) -> int:
     import errno
+    import re
     import sqlite3
 
     import click
@@ -182,7 +183,9 @@ def run(args: list[str]) -> int:
             return 2
         ctx = getattr(exc, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        error(exc.format_message() + where)  # type: ignore[attr-defined]
+        # Typer and click (8.2+) each suggest a command for a typo: say it once
+        text = re.sub(r"( Did you mean [^?]*\?)\1", r"\1", exc.format_message())  # type: ignore[attr-defined]
+        error(text + where)
         code = int(getattr(exc, "exit_code", 2))
         return code if code not in (0, 1) else 2
     except aborts:

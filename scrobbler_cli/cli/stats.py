@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
             start = parse_date(from_, zinfo) if from_ else 0
             end = parse_date(to, zinfo) if to else now + 1
             if end <= start:
-                raise UsageError("--to must be after --from")
+                raise UsageError("--to must be after --from" if to else
+                                 "--from is in the future (--to defaults to now)")
         elif (range_ or "month") == "all":
             start, end = 0, now + 1
         else:
