@@ -65,7 +65,7 @@ def read_file(path: Path | None = None) -> dict[str, dict[str, Any]]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the settings file {path}: {exc}") from None
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 
@@ -124,8 +124,12 @@ def _url(name: str, value: str) -> str:
     """An API root must be an http(s) URL with a host; anything else is a typo."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        usable = False
+    if not usable:
         env = _SETTINGS[name][2]
         raise UsageError(f"the API root {value!r} is not an http(s) URL",
                          hint=f"check {env} or the settings file, e.g. "

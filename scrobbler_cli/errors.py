@@ -109,6 +109,7 @@ _SECRET_PARAMS = re.compile(
     r"(?i)((?:api_key|api_sig|sk|token|session_key|secret|password)=)[^&\s\"']+"
 )
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:token|bearer)\s+)[^\s'\"]+")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s/]+@")  # http://user:password@host
 
 
 _KNOWN_SECRETS: set[str] = set()
@@ -122,7 +123,8 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     """Hide secrets in ``text``: registered secret values, extra ``secrets``, and
-    secret-looking URL parameters and headers.
+    secret-looking URL parameters and headers, and passwords in URLs (an API URL set to
+    ``https://user:password@host/``).
 
     Used on every log line and exception message that could carry a URL or body.
     """
@@ -130,4 +132,5 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     text = _SECRET_PARAMS.sub(r"\1***", text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     return _AUTH_HEADER.sub(r"\1***", text)

@@ -7,6 +7,7 @@ account, so a million-line file imports at disk speed.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import re
@@ -114,21 +115,26 @@ def parse_listenbrainz(obj: Any) -> tuple[SourceRecord, tuple[str, ...]]:
 Item = tuple[str, Any, str]  # (where, decoded JSON or an Exception, raw line)
 
 
-def _json_lines(name: str, stream: io.TextIOBase | Any) -> Iterator[Item]:
+def _json_lines(name: str, stream: io.BufferedIOBase | Any) -> Iterator[Item]:
+    """One JSON value per line, read as bytes: a line that is not UTF-8 is reported with
+    its number like any other invalid line, and the lines after it are still read."""
     for number, line in enumerate(stream, 1):
         text = line.strip()
+        if number == 1 and text.startswith(b"\xef\xbb\xbf"):  # a byte order mark
+            text = text[3:].strip()
         if not text:
             continue
         try:
-            yield f"{name}:{number}", orjson.loads(text), text
-        except orjson.JSONDecodeError as exc:
-            yield f"{name}:{number}", ValueError(f"not valid JSON ({exc.msg})"), text
+            yield f"{name}:{number}", orjson.loads(text), text.decode()
+        except orjson.JSONDecodeError as exc:  # orjson checks the UTF-8 too
+            yield (f"{name}:{number}", ValueError(f"not valid JSON ({exc.msg})"),
+                   text.decode(errors="replace"))
 
 
 def _json_document(name: str, text: str) -> Iterator[Item]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadInput(f"{name} is not valid JSON: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("payload"), dict):
         data = data["payload"].get("listens", [])
@@ -170,7 +176,7 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
             for name in names:
                 try:
                     with archive.open(name) as raw:
-                        yield from _json_lines(name, io.TextIOWrapper(raw, encoding="utf-8"))
+                        yield from _json_lines(name, raw)
                 except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
                     raise BadInput(f"{path} is damaged: cannot read {name} ({exc})") from None
 
@@ -206,18 +212,23 @@ def import_file(
         fmt = "listenbrainz"
     else:
         try:
-            fh = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed below; -sig skips a BOM
-            head = fh.read(1)
-            while head.isspace():
-                head = fh.read(1)
-            fh.seek(0)
-        except (OSError, UnicodeDecodeError) as exc:
+            with open(path, "rb") as fh:
+                start = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+            # a first line that is not UTF-8: not a text file (an MP3, a zip renamed)
+            codecs.getincrementaldecoder("utf-8")().decode(start.split(b"\n", 1)[0])
+        except OSError as exc:
             raise BadInput(f"cannot read {path}: {exc}") from None
-        if head == "[" or (head == "{" and path.suffix == ".json" and _is_document(path)):
-            with fh:
-                items = _json_document(path.name, fh.read())
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
+        head = start[:1]
+        if head == b"[" or (head == b"{" and path.suffix == ".json" and _is_document(path)):
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
+            items = _json_document(path.name, text)
         else:
-            items = _json_lines(path.name, fh)
+            items = _json_lines(path.name, open(path, "rb"))  # noqa: SIM115 - read to its end
     if user:
         default_account = Account.parse(f"listenbrainz:{user}")
 
@@ -303,11 +314,11 @@ def _looks_like_zip(path: Path) -> bool:
 def _is_document(path: Path) -> bool:
     """A ``.json`` file that starts with ``{`` may be one API reply (indented, or all on
     its first line) or one listen per line."""
-    with open(path, encoding="utf-8-sig") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline()
     try:
         value = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         return True
     return isinstance(value, dict) and isinstance(value.get("payload"), dict)
 

@@ -27,6 +27,10 @@ class SourceRecord:
     raw: str | None = None
 
 
+#: 9999-12-31T23:59:59Z: a later "timestamp" is no time at all (and would not fit SQLite's
+#: integers from 2**63 on); a record claiming one is unusable.
+LATEST_TIME = 253_402_300_799
+
 # Services whose user names are case-insensitive, and how each folds them (the engines'
 # ``account_for`` use the same).
 _NAME_FOLD = {"lastfm": str.casefold, "listenbrainz": str.lower}

@@ -501,3 +501,15 @@ def test_stats_from_in_the_future_says_why(scrob, db: Path) -> None:
     assert result.code == 2 and "--from is in the future" in result.err
     result = scrob("stats", "--from", "2024-05-02", "--to", "2024-05-01")
     assert result.code == 2 and "--to must be after --from" in result.err
+
+
+def test_the_archive_path_is_not_judged_by_the_option_parser(
+        scrob, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable archive is the archive's error (exit 5), not a usage error (2):
+    --db is opened by the archive, which reports what really went wrong."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k:
+                        False if str(p) == str(db) else real(p, mode, *a, **k))
+    assert scrob("--db", str(db), "stats", "--json").code == 0

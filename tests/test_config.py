@@ -127,6 +127,9 @@ def test_bad_settings_are_usage_errors(scrob) -> None:
     write_config("this is = = not toml")
     with pytest.raises(UsageError, match="settings file"):
         config.load()
+    config.config_path().write_bytes(b'[lastfm]\nuser = "caf\xe9"\n')  # Latin-1, not UTF-8
+    with pytest.raises(UsageError, match="settings file"):
+        config.load()
     result = scrob("auth", "status", "--json")
     assert result.code == 2
     assert result.out == ""
@@ -315,8 +318,9 @@ def test_logout_unknown_service_is_a_usage_error(scrob) -> None:
     assert "myspace" in result.err and result.err.count("\n") == 1
 
 
-def test_an_api_root_without_a_scheme_is_a_usage_error(scrob, monkeypatch) -> None:
-    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "api.listenbrainz.org")
+@pytest.mark.parametrize("root", ["api.listenbrainz.org", "http://[::1"])
+def test_an_api_root_without_a_scheme_is_a_usage_error(scrob, monkeypatch, root) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", root)
     monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice")
     monkeypatch.setenv("SCROB_LISTENBRAINZ_TOKEN", "t" * 36)
     result = scrob("sync", "listenbrainz")

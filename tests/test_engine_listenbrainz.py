@@ -181,6 +181,30 @@ def test_walk_respects_both_bounds() -> None:
     assert all(c[0] is not None and c[1] == T0 + 7 for c in server.calls)
 
 
+class BoundlessServer(StubServer):
+    """A "compatible" server that ignores ``min_ts`` and ``max_ts``: the newest page."""
+
+    def listens(self, user: str, *, min_ts: int | None = None, max_ts: int | None = None,
+                count: int = 1000) -> ListensPage:
+        return super().listens(user, max_ts=None, count=count)
+
+
+def test_walk_stops_at_a_server_that_ignores_the_bounds() -> None:
+    server = BoundlessServer([T0 + i for i in range(30)], cap=10)
+    with pytest.raises(ServiceError, match="outside the time range"):
+        run_walk(server, count=10, start=T0 - 1, end=T0 + 100)
+    assert len(server.calls) <= 2  # not forever
+
+
+def test_a_listen_beyond_the_upper_bound_never_moves_the_cursor() -> None:
+    server = BoundlessServer([T0, T0 + 1, T0 + 10 * 365 * DAY])  # one far in the future
+    steps: list[Any] = []
+    with pytest.raises(ServiceError, match="outside the time range"):
+        for page, _ in engine.walk(server, "alice", T0 - 1, T0 + DAY):  # type: ignore[arg-type]
+            steps.append(page.cursor)
+    assert steps == []
+
+
 # --------------------------------------------------------------------------- sync
 
 

@@ -261,3 +261,14 @@ def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
         assert refs[0]() is None  # freed when the last reference went, body and all
     finally:
         gc.enable()
+
+
+def test_a_password_in_the_api_url_is_never_logged(router: respx.MockRouter) -> None:
+    logs: list[str] = []
+    http = make_http(FakeTime(), log=logs.append)
+    url = "https://bob:hunter2pass@api.example.test/1/thing"
+    router.get("https://api.example.test/1/thing").mock(side_effect=[
+        httpx.ConnectError(f"cannot connect to {url}"), httpx.Response(200, json={})])
+    http.request("GET", url, classify=default_classify("svc"))
+    text = "\n".join(logs)
+    assert len(logs) == 2 and "hunter2pass" not in text and "bob:***@" in text

@@ -313,6 +313,18 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
         assert (report.format, report.records, report.invalid) == ("listenbrainz", 3, 0)
 
 
+def test_a_line_that_is_not_utf8_is_skipped_with_its_number(tmp_path: Path) -> None:
+    lines = SCROB_NDJSON.read_bytes().splitlines(keepends=True)
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(b"".join(lines[:4]) + lines[4].replace(b'"track"', b'"tr\xffack"')
+                     + b"".join(lines[5:]))
+    problems: list[tuple[str, str]] = []
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, path, on_problem=lambda *p: problems.append(p))
+        assert (report.invalid, archive.count()) == (1, 9)  # the lines after it kept
+    assert problems[0][0] == "mixed.ndjson:5" and "UTF-8" in problems[0][1]
+
+
 def test_json_suffix_with_one_listen_per_line(tmp_path: Path) -> None:
     path = tmp_path / "listens.json"
     path.write_text(LB_EXPORT.read_text(encoding="utf-8"), encoding="utf-8")

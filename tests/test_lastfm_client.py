@@ -183,6 +183,13 @@ def test_parse_drops_items_without_date_even_without_nowplaying_flag() -> None:
     assert page.records == []
 
 
+def test_parse_drops_items_whose_uts_is_no_time() -> None:
+    item = load("recent_tracks_single.json")["recenttracks"]["track"]
+    item["date"]["uts"] = "100000000000000000000"
+    page = parse_recent_tracks({"recenttracks": {"track": [item], "@attr": {"total": "1"}}})
+    assert page.records == []
+
+
 def test_parse_without_recenttracks_is_transient() -> None:
     with pytest.raises(ServiceUnavailable):
         parse_recent_tracks({"something": "else"})

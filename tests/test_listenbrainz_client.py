@@ -181,6 +181,10 @@ def test_parse_rejects_unusable_listens() -> None:
     with pytest.raises(ValueError, match="not a number"):
         parse_listen({"listened_at": "soon", "track_metadata": {"artist_name": "a",
                                                                 "track_name": "b"}})
+    for impossible in (1e20, 10**20, -5):  # no time at all: would not even fit SQLite
+        with pytest.raises(ValueError, match="is not a time"):
+            parse_listen({"listened_at": impossible,
+                          "track_metadata": {"artist_name": "a", "track_name": "b"}})
 
 
 def test_parse_page_can_skip_and_report_invalid_listens() -> None:

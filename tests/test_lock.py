@@ -119,3 +119,14 @@ def test_lock_in_one_process_is_released_on_close(db: Path) -> None:
     # readers never take the lock
     with Archive(db) as _writer, Archive(db, readonly=True) as reader:
         assert reader.count() == 2
+
+
+def test_writers_meet_at_one_lock_through_a_symbolic_link(db: Path, tmp_path: Path) -> None:
+    link = tmp_path / "elsewhere" / "link.db"
+    link.parent.mkdir()
+    link.symlink_to(db)
+    with Archive(db, lock_wait=0.1):
+        with pytest.raises(ArchiveBusy):
+            Archive(link, lock_wait=0.1)
+        with pytest.raises(ArchiveBusy):  # another spelling of the same path
+            Archive(tmp_path / "elsewhere" / ".." / db.name, lock_wait=0.1)

@@ -17,7 +17,9 @@ from . import DEFAULT_WAIT
 
 class WriteLock:
     def __init__(self, archive_path: Path, wait: float = DEFAULT_WAIT) -> None:
-        self.path = Path(str(archive_path) + ".lock")
+        # Beside the file itself: through a symbolic link or another spelling of its
+        # path, two writers must still meet at the same lock.
+        self.path = Path(str(Path(archive_path).resolve()) + ".lock")
         self.wait = wait
         self._lock = FileLock(str(self.path))
 

@@ -85,6 +85,7 @@ def build_app() -> Any:
         ctx: typer.Context,
         db: Annotated[Path | None, typer.Option(
             "--db", metavar="PATH", envvar="SCROB_DB", show_envvar=True,
+            readable=False,  # an unreadable archive is the archive's error (exit 5)
             help="The archive file (default: archive.db in your user data directory).")] = None,
         verbose: Annotated[bool, typer.Option(
             "--verbose", "-v", help="Debug log on stderr (secrets redacted).")] = False,

@@ -144,7 +144,9 @@ def walk(
     ``2 × count`` distinct listens of one second can be read that way; if a second
     looks fuller than that, a warning goes to ``log``.
 
-    Every request either ends the walk or moves ``min_ts`` forward, so it always ends.
+    Every request either ends the walk or moves ``min_ts`` forward, so it always ends; a
+    server that answers with listens outside the bounds (ignoring them) is an error,
+    before its page can move the cursor.
     """
     size = count  # the server's page size; lowered if a server turns out to cap lower
     while min_ts < max_ts - 1:
@@ -155,6 +157,14 @@ def walk(
         newest = page.newest_ts
         if page.count <= 0 or newest is None:
             return
+        if page.oldest_ts is not None and (page.oldest_ts < min_ts or newest > max_ts):
+            # (a listen at a bound itself is let through: a server with inclusive bounds
+            # only repeats what the archive has)
+            raise ServiceError(
+                f"the server sent listens outside the time range asked for ({min_ts} to "
+                f"{max_ts}); it does not follow the ListenBrainz API, and reading it could "
+                "miss listens or move the cursor past them", service=SERVICE,
+                hint="check SCROB_LISTENBRAINZ_API_URL, or report it to the server's authors")
         full = page.count >= size
         if (not full and size == count and newest < page.latest_listen_ts < max_ts):
             # The user has newer listens than this short page shows: this server pages

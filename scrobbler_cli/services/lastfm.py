@@ -29,7 +29,7 @@ from scrobbler_cli.errors import (
     redact,
     register_secret,
 )
-from scrobbler_cli.models import SourceRecord
+from scrobbler_cli.models import LATEST_TIME, SourceRecord
 from scrobbler_cli.services.http import Http, canonical_json, loads, retry_after
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _record(item: dict[str, Any]) -> SourceRecord | None:
     if not isinstance(date, dict):
         return None
     uts = _int(date.get("uts"), -1)
-    if uts < 0:
+    if not 0 <= uts <= LATEST_TIME:
         return None
     artist, artist_mbid = _name_and_mbid(item.get("artist"))
     album, release_mbid = _name_and_mbid(item.get("album"))

@@ -37,7 +37,7 @@ from scrobbler_cli.errors import (
     redact,
     register_secret,
 )
-from scrobbler_cli.models import SourceRecord
+from scrobbler_cli.models import LATEST_TIME, SourceRecord
 from scrobbler_cli.services.http import (
     Http,
     canonical_bytes,
@@ -186,6 +186,8 @@ def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
         listened_at = _timestamp(listen.get("listened_at"))
         if listened_at is None:
             raise ValueError(f"listened_at is not a number: {listen.get('listened_at')!r}")
+    if not 0 <= listened_at <= LATEST_TIME:
+        raise ValueError(f"listened_at {listened_at} is not a time")
     artist = _text(metadata.get("artist_name"))
     if not artist:
         raise ValueError("listen has an empty artist_name")
