@@ -698,3 +698,11 @@ def test_user_names_differing_in_case_are_one_account(fake: FakeListenBrainz,
     second = engine.sync(archive, cfg(fake, user="ALICE"), SyncOptions())
     assert (first.user, first.new, second.new) == ("alice", 30, 0)
     assert [a["account"] for a in archive.accounts()] == ["alice"]
+
+
+def test_listens_rejected_for_one_reason_are_counted_under_it(
+        fake: FakeListenBrainz, archive: Archive) -> None:
+    ahead = [rec(NOW + 2 * 3600 + i * 60, track=f"Later {i}") for i in range(3)]
+    seed(archive, history(5) + ahead)
+    report = engine.export(archive, cfg(fake), ExportOptions())
+    assert report.reasons == {"listened_at is more than an hour in the future": 3}

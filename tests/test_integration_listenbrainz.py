@@ -238,6 +238,11 @@ def test_sync_all_continues_past_a_failing_account(
         monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
         monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # unknown: HTTP 404
         result = scrob_proc("sync", "all", "--json")
+        # a failing account still reports the cursor the archive holds for it
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", "f" * 32)  # rejected: no retries
+        again = {r["service"]: r for r in scrob_proc("sync", "all", "--json").ndjson()}
+    assert "error" in again["lastfm"]
+    assert again["lastfm"]["cursor"] == cursor_of(db, "lastfm", "bob") is not None
     assert result.code == 4
     reports = {r["service"]: r for r in result.ndjson()}
     assert reports["lastfm"]["new"] == 30 and "error" not in reports["lastfm"]

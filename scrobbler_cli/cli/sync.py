@@ -25,7 +25,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
          lookback: str | None, json_: bool) -> None:
     from .. import render
     from ..errors import ScrobError, redact
-    from ..models import Progress, SyncReport
+    from ..models import Account, Progress, SyncReport
     from ..services.http import prepare_tls
     from ..sync import SyncOptions, sync_account
     from ..timeparse import parse_date, parse_duration
@@ -56,6 +56,8 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                 failed.append(f"{service}: {redact(str(exc))}")
                 report = SyncReport(service=service, user=cfg.user or "",
                                     error=redact(str(exc)))
+                if cfg.user:  # what the archive holds for it still stands
+                    report.cursor = archive.get_cursor(Account.parse(f"{service}:{cfg.user}"))
             if json_:
                 render.write_ndjson([report.as_json()])
             elif not st.quiet and report.error is None:
