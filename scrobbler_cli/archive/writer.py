@@ -15,15 +15,14 @@ Ctrl-C this process hands over what it holds and waits for the child to save it.
 
 The child is started isolated (``python -I``) with exactly this process's ``sys.path``,
 in its own session (a terminal's Ctrl-C reaches only this process). The protocol is
-private to this module: checked, length-prefixed messages (marshal, else pickle) over
-the child's stdin and a copy of its stdout (its own fd 1 goes to stderr, so nothing
-printed can corrupt a reply). Where a child cannot be started (Windows, a frozen app, a
-failing spawn), batches are saved in this process instead.
+private to this module: checked, length-prefixed pickles over the child's stdin and a
+copy of its stdout (its own fd 1 goes to stderr, so nothing printed can corrupt a
+reply). Where a child cannot be started (Windows, a frozen app, a failing spawn),
+batches are saved in this process instead.
 """
 
 from __future__ import annotations
 
-import marshal
 import os
 import pickle
 import select
@@ -70,11 +69,8 @@ _RECORD = attrgetter(*SourceRecord.__slots__)  # type: ignore[attr-defined]
 # reads them the same way, and they are built five times faster than the frozen
 # dataclass (which was a tenth of the writer's time on a big sync).
 _ROW = namedtuple("_Row", SourceRecord.__slots__)._make  # type: ignore[attr-defined]
-_HEAD = struct.Struct("<4sQ")  # a mark (the encoding) and the size of what follows
-# Messages are marshalled (a third of pickle's cost for a batch of record tuples; both
-# sides run the same interpreter, so the same marshal version); a message with a value
-# marshal refuses (a subclass of str or tuple, from a library caller) is pickled.
-_MARSHAL, _PICKLE = b"scrm", b"scrb"
+_HEAD = struct.Struct("<4sQ")  # a mark and the size of the pickle that follows
+_MARK = b"scrb"
 _MAX_MESSAGE = 1 << 31
 
 # The child's first lines: keep fd 1 for replies and point it at stderr for anything
@@ -339,11 +335,8 @@ class BackgroundSaver(Saver):
 
 
 def _write(stream: IO[bytes], message: Any) -> None:
-    try:
-        mark, data = _MARSHAL, marshal.dumps(message)
-    except ValueError:
-        mark, data = _PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEAD.pack(mark, len(data)))
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEAD.pack(_MARK, len(data)))
     stream.write(data)
     stream.flush()
 
@@ -355,13 +348,12 @@ def _read(stream: IO[bytes]) -> Any:
     if head is None:
         return None
     mark, size = _HEAD.unpack(head)
-    if mark not in (_MARSHAL, _PICKLE) or size > _MAX_MESSAGE:
+    if mark != _MARK or size > _MAX_MESSAGE:
         raise ValueError("not a message from scrob's archive writer")
     data = _read_exact(stream, size)
     if data is None:
         return None
-    # written by this program's other process, with this interpreter
-    return marshal.loads(data) if mark == _MARSHAL else pickle.loads(data)  # noqa: S301
+    return pickle.loads(data)  # noqa: S301 - written by this program's other process
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytearray | None:
