@@ -513,3 +513,11 @@ def test_the_archive_path_is_not_judged_by_the_option_parser(
     monkeypatch.setattr(os, "access", lambda p, mode, *a, **k:
                         False if str(p) == str(db) else real(p, mode, *a, **k))
     assert scrob("--db", str(db), "stats", "--json").code == 0
+
+
+def test_listens_refuses_contradictory_options(scrob, db: Path) -> None:
+    for args, says in ((("--since", "2024-05-02", "--until", "2024-05-01"),
+                        "--until must be after --since"),
+                       (("--json", "--format", "csv"), "two formats")):
+        result = scrob("listens", *args)
+        assert (result.code, result.out) == (2, "") and says in result.err

@@ -45,11 +45,15 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("table", "json", "csv"):
             raise UsageError(f"unknown format {fmt!r}", hint="use table, json or csv")
+        if json_ and fmt not in ("table", "json"):
+            raise UsageError(f"--json and --format {fmt} ask for two formats", hint="give one")
         if json_:
             fmt = "json"
         zinfo = zone(tz)
         start = parse_date(since, zinfo) if since else None
         end = parse_date(until, zinfo) if until else None
+        if start is not None and end is not None and end <= start:
+            raise UsageError("--until must be after --since")
         capped = fmt == "table" and limit is None
         if capped:  # a table of a whole history helps nobody; --json/--format csv are uncapped
             limit = TABLE_LIMIT
