@@ -43,7 +43,8 @@ _SETTINGS: dict[str, tuple[str, str, str | None, Any]] = {
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("SCROB_CONFIG") or Path(user_config_dir(APP)) / "config.toml")
+    env = os.environ.get("SCROB_CONFIG")  # like SCROB_DB, ``~`` is the home directory
+    return Path(env).expanduser() if env else Path(user_config_dir(APP)) / "config.toml"
 
 
 def default_db_path() -> Path:

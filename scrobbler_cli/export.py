@@ -49,5 +49,6 @@ def export_listens(archive: Archive, config: ServiceConfig,
             raise UsageError(
                 f"{target.source} has never been synced, so scrob cannot tell what it "
                 "already has",
-                hint=f"run `scrob sync {config.service}` first (or try --dry-run)")
+                hint=f"run `scrob sync {config.service} --user {target.name}` first "
+                     "(or try --dry-run)")
     return service.export(archive, config, options)

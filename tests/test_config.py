@@ -105,6 +105,8 @@ def test_scrob_config_names_the_settings_file(tmp_path: Path,
     monkeypatch.setenv("SCROB_CONFIG", str(other))
     assert config.config_path() == other
     assert config.load().lastfm_user == "elsewhere"
+    monkeypatch.setenv("SCROB_CONFIG", "~/scrob.toml")  # as SCROB_DB: ~ is the home
+    assert config.config_path() == Path(os.environ["HOME"]) / "scrob.toml"
     monkeypatch.delenv("SCROB_CONFIG")
     assert config.config_path() == Path(os.environ["XDG_CONFIG_HOME"]) / "scrob" / "config.toml"
 

@@ -287,7 +287,7 @@ def test_export_then_export_again_sends_nothing(
     assert scrob_proc("import", str(data)).code == 0
     # before any sync, scrob cannot tell what the account has: it refuses to guess
     refused = scrob_proc("export", "listenbrainz")
-    assert refused.code == 2 and "scrob sync listenbrainz" in refused.err
+    assert refused.code == 2 and "scrob sync listenbrainz --user alice" in refused.err
     assert lb.requests_to("/submit-listens") == []
     assert scrob_proc("sync", "listenbrainz").code == 0
     first = scrob_proc("export", "listenbrainz", "--json")
