@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -382,3 +383,16 @@ def test_a_batch_cut_short_is_ignored_and_the_ones_before_it_are_committed(
     assert replies == [("ok", 300, 300, 0, 0)]
     with Archive(tmp_path / "a.db") as archive:
         assert archive.count() == 300 and archive.get_cursor(LASTFM) == T + 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_the_pipe_to_the_writer_holds_a_batch_in_few_writes(tmp_path: Path) -> None:
+    import fcntl
+
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            assert saver._proc is not None and saver._proc.stdin is not None
+            size = fcntl.fcntl(saver._proc.stdin.fileno(), fcntl.F_GETPIPE_SZ)
+            assert size >= min(1 << 20, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+        assert archive.count() == 1500
