@@ -131,6 +131,12 @@ def _json_lines(name: str, stream: io.BufferedIOBase | Any) -> Iterator[Item]:
                    text.decode(errors="replace"))
 
 
+def _file_lines(path: Path) -> Iterator[Item]:
+    """``_json_lines`` of a file, closed once read (or once the import stops reading)."""
+    with open(path, "rb") as fh:
+        yield from _json_lines(path.name, fh)
+
+
 def _json_document(name: str, text: str) -> Iterator[Item]:
     try:
         data = json.loads(text)
@@ -228,7 +234,7 @@ def import_file(
                 raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
             items = _json_document(path.name, text)
         else:
-            items = _json_lines(path.name, open(path, "rb"))  # noqa: SIM115 - read to its end
+            items = _file_lines(path)
     if user:
         default_account = Account.parse(f"listenbrainz:{user}")
 
