@@ -363,6 +363,19 @@ def test_raw_records_and_remote_ids_are_kept(archive: Archive) -> None:
                     ("listenbrainz", "03dcc65c-0e01-4f25-aa1f-0f469d10e2ad", raw)]
 
 
+def test_raw_bytes_are_stored_as_text(archive: Archive) -> None:
+    """The parsers hand over raw records as UTF-8 bytes; the archive keeps text, so that
+    sqlite3, Datasette and readers see JSON, not blobs (a listen's own and a sighting)."""
+    lb_raw = '{"track_metadata":{"artist_name":"Sigur Rós"}}'
+    fm_raw = '{"name":"Jóga ✓"}'
+    archive.save_records(LB, [rec(T, raw=lb_raw.encode())])
+    archive.save_records(LASTFM, [rec(T + 5, raw=fm_raw.encode())])  # joins the listen
+    rows = archive.conn.execute(
+        "SELECT service, typeof(raw), raw FROM sources ORDER BY service").fetchall()
+    assert rows == [("lastfm", "text", fm_raw), ("listenbrainz", "text", lb_raw)]
+    assert archive.count() == 1
+
+
 def test_listens_filters(history: Archive) -> None:
     assert times(history.listens(limit=2)) == [T - 50_000, T]
     assert times(history.listens(newest_first=True, limit=2)) == [T + 9000, T + 4000]

@@ -137,12 +137,12 @@ def test_parse_normal_page() -> None:
     item = payload["recenttracks"]["track"][0]
     assert json.loads(first.raw or "") == item  # nothing lost, track mbid kept as a hint
     assert first.raw == json.dumps(item, ensure_ascii=False, separators=(",", ":"),
-                                   sort_keys=True)
+                                   sort_keys=True).encode()
     no_album = page.records[2]
     assert (no_album.artist, no_album.album, no_album.release_mbid) == ("Sigur Rós", None, None)
     bare = page.records[3]
     assert (bare.track, bare.artist_mbids, bare.release_mbid) == ("Jóga", (), None)
-    assert "Björk" in (bare.raw or "")  # ensure_ascii=False
+    assert "Björk".encode() in (bare.raw or b"")  # ensure_ascii=False
 
 
 def test_parse_single_object_track() -> None:

@@ -130,7 +130,7 @@ def test_parse_raw_is_canonical_json_of_the_listen() -> None:
     rec = parse_listen(listen)
     assert json.loads(rec.raw or "") == listen
     assert rec.raw == json.dumps(listen, ensure_ascii=False, separators=(",", ":"),
-                                 sort_keys=True)
+                                 sort_keys=True).encode()
 
 
 def test_parse_export_lines_msid_inside_metadata_and_fractional_times() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from scrobbler_cli.archive import Archive, writer
 from scrobbler_cli.errors import ArchiveError
-from scrobbler_cli.models import Account, SaveResult, SourceRecord
+from scrobbler_cli.models import Account, SaveResult, SourceRecord, record_row
 
 LASTFM = Account("lastfm", "alice")
 LB = Account("listenbrainz", "alice")
@@ -332,7 +332,7 @@ def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], obj
     with open(tmp_path / "input", "wb") as stream:
         for account, records, cursor in messages:
             writer._write(stream, (account.service, account.name,
-                                   [writer._RECORD(r) for r in records], cursor))
+                                   [record_row(r) for r in records], cursor))
     if cut:  # the parent was interrupted while writing its last message
         data = (tmp_path / "input").read_bytes()
         (tmp_path / "input").write_bytes(data[:-cut])

@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
-from ..models import Account, Listen, SaveResult, SourceRecord
+from ..models import Account, Listen, SaveResult, SourceRecord, record_row
 from ..normalize import SEP, name_key
 from . import queries
 
@@ -71,6 +71,7 @@ __all__ = ["FOLD_AFTER", "IMPORT_FOLD_AFTER", "IMPORT_NAME_CACHE", "NAME_CACHE",
 
 # The artist, track and album ids of a row of ``queries.INSERT_LISTEN``.
 _NAME_IDS = (itemgetter(9), itemgetter(10), itemgetter(11))
+_TIME = itemgetter(0)  # a row's listened_at (``record_row``)
 _NAME_COLUMNS = (("artists", "artist_id"), ("tracks", "track_id"), ("albums", "album_id"))
 
 
@@ -240,10 +241,21 @@ class Archive:
         in time, one-to-one) is attached to it; anything else is a new listen. The cursor
         only moves forward. Inside ``transaction()`` this is part of its transaction.
         """
+        return self.save_rows(account, map(record_row, records), cursor=cursor)
+
+    def save_rows(
+        self,
+        account: Account,
+        rows: Iterable[tuple[Any, ...]],
+        *,
+        cursor: int | None = None,
+    ) -> SaveResult:
+        """``save_records`` for records as tuples of their fields (``record_row``): the
+        writer process receives them so, and reads them without building objects."""
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
         with self.transaction():
-            batch = sorted(records, key=lambda r: r.listened_at)
+            batch = sorted(rows, key=_TIME)
             result = SaveResult(received=len(batch))
             for window in _windows(batch):
                 self._save_window(account, window, result)
@@ -389,11 +401,13 @@ class Archive:
             self._tail, self._tail_counts = (start, end), counts
         return True
 
-    def _save_window(self, account: Account, batch: list[SourceRecord],
+    def _save_window(self, account: Account, batch: list[tuple[Any, ...]],
                      result: SaveResult) -> None:
+        """Save a time-sorted window of rows (``record_row``: listened_at, artist, track,
+        album, duration, recording MBID, release MBID, artist MBIDs, remote id, raw)."""
         conn = self.conn
-        lo = batch[0].listened_at - self.tolerance
-        hi = batch[-1].listened_at + self.tolerance
+        lo = batch[0][0] - self.tolerance
+        hi = batch[-1][0] + self.tolerance
         account_id = self._account_id(account)
         near = {"lo": lo, "hi": hi, "account_id": account_id}
         seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, near))
@@ -415,35 +429,36 @@ class Archive:
         if index:
             pairs: list[tuple[int, int, int, Candidate]] = []
             known = set(seen)  # repeats are not offered a candidate they would waste
-            for idx, (rec, ids) in enumerate(zip(batch, name_ids)):
-                ident = (rec.listened_at, ids[1])
+            for idx, (row, ids) in enumerate(zip(batch, name_ids)):
+                ident = (row[0], ids[1])
                 if ident in known:
                     continue
                 known.add(ident)
-                pairs.extend((abs(c.listened_at - rec.listened_at), c.listen_id, idx, c)
-                             for c in index.within(rec.listened_at, ident[1],
-                                                   rec.recording_mbid, self.tolerance))
+                pairs.extend((abs(c.listened_at - row[0]), c.listen_id, idx, c)
+                             for c in index.within(row[0], ident[1], row[5], self.tolerance))
             matched = assign(pairs) if pairs else {}
         dumps = orjson.dumps
-        for idx, (rec, (artist_id, track_id, album_id)) in enumerate(zip(batch, name_ids)):
-            ident = (rec.listened_at, track_id)
+        for idx, ((listened_at, artist, track, album, duration, recording_mbid,
+                   release_mbid, artist_mbids, remote_id, raw),
+                  (artist_id, track_id, album_id)) in enumerate(zip(batch, name_ids)):
+            ident = (listened_at, track_id)
             if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
                 continue
             seen.add(ident)
             match = matched.get(idx) if matched else None
             if match is not None:  # another account's listen: this is a later sighting
-                new_sightings.append((match.listen_id, account_id, rec.listened_at, track_id,
-                                      rec.remote_id, rec.raw, now))
+                new_sightings.append((match.listen_id, account_id, listened_at, track_id,
+                                      remote_id, raw, now))
                 continue
             # A new listen is this source's own, and carries its sighting: no other record
             # of the batch (all from this source) may match it, so it never joins the
             # candidates.
             new_listens.append((
-                next_id, rec.listened_at, rec.artist, rec.track, rec.album or None,
-                rec.duration, rec.recording_mbid, rec.release_mbid,
-                dumps(rec.artist_mbids).decode() if rec.artist_mbids else None,
-                artist_id, track_id, album_id, account_id, rec.remote_id, rec.raw, now,
+                next_id, listened_at, artist, track, album or None, duration,
+                recording_mbid, release_mbid,
+                dumps(artist_mbids).decode() if artist_mbids else None,
+                artist_id, track_id, album_id, account_id, remote_id, raw, now,
             ))
             next_id += 1
         result.new += len(new_listens)
@@ -454,13 +469,13 @@ class Archive:
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
 
-    def _name_ids(self, batch: list[SourceRecord]) -> list[tuple[int, int, int | None]]:
-        """The artist, track and album ids of each record, creating rows for new names.
+    def _name_ids(self, batch: list[tuple[Any, ...]]) -> list[tuple[int, int, int | None]]:
+        """The artist, track and album ids of each row, creating rows for new names.
 
         Spellings repeat a great deal, so ids are cached per spelling (bounded; a
         rollback clears it); only the others go through their name keys."""
         cache = self._spelled
-        found = [cache.get((r.artist, r.track, r.album)) for r in batch]
+        found = [cache.get(row[1:4]) for row in batch]
         if None not in found:
             return found  # type: ignore[return-value]
         if len(cache) > self.name_cache:  # bounded memory; refilled on demand
@@ -469,21 +484,22 @@ class Archive:
         want_artists: dict[str, tuple[str | None, int | None]] = {}
         want_tracks: dict[str, tuple[str | None, str]] = {}
         want_albums: dict[str, tuple[str | None, str]] = {}
-        for r, ids in zip(batch, found):
+        for row, ids in zip(batch, found):
             if ids is not None:
                 continue
-            names = (r.artist, r.track, r.album)
+            names = row[1:4]
             if names in keyed:
                 continue
-            a = name_key(r.artist)
-            k = keyed[names] = (a, a + SEP + name_key(r.track),
-                                a + SEP + name_key(r.album) if r.album else None)
+            artist, track, album = names
+            a = name_key(artist)
+            k = keyed[names] = (a, a + SEP + name_key(track),
+                                a + SEP + name_key(album) if album else None)
             if a not in want_artists:
-                want_artists[a] = (r.artist, None)
+                want_artists[a] = (artist, None)
             if k[1] not in want_tracks:
-                want_tracks[k[1]] = (r.track, a)
+                want_tracks[k[1]] = (track, a)
             if k[2] is not None and k[2] not in want_albums:
-                want_albums[k[2]] = (r.album, a)
+                want_albums[k[2]] = (album, a)
         artist_ids = self._resolve("artists", want_artists)
         track_ids = self._resolve("tracks", {k: (n, artist_ids[a])
                                              for k, (n, a) in want_tracks.items()})
@@ -491,7 +507,7 @@ class Archive:
                                              for k, (n, a) in want_albums.items()})
         for names, (a, t, b) in keyed.items():
             cache[names] = (artist_ids[a], track_ids[t], album_ids[b] if b else None)
-        return [ids or cache[(r.artist, r.track, r.album)] for r, ids in zip(batch, found)]
+        return [ids or cache[row[1:4]] for row, ids in zip(batch, found)]
 
     def _account_id(self, account: Account, *, create: bool = True) -> int | None:
         """The ``accounts`` row of ``account`` (created when saving, so inside the
@@ -732,11 +748,11 @@ def _source_filter(source: str | None) -> dict[str, str | None]:
     return {"source": service, "source_account": account or None}
 
 
-def _windows(batch: list[SourceRecord]) -> Iterator[list[SourceRecord]]:
+def _windows(batch: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
     """Split a time-sorted batch where records are more than a day apart."""
     start = 0
     for i in range(1, len(batch)):
-        if batch[i].listened_at - batch[i - 1].listened_at > _WINDOW:
+        if batch[i][0] - batch[i - 1][0] > _WINDOW:
             yield batch[start:i]
             start = i
     if batch:

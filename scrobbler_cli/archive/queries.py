@@ -26,16 +26,18 @@ SELECT listened_at, track_id FROM sightings
 WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
 """
 
+# ``raw`` comes as the parsers' UTF-8 bytes (or a str): CAST stores it as text, as it
+# was received, without decoding it in Python and encoding it again for SQLite.
 INSERT_LISTEN = """
 INSERT INTO listens (id, listened_at, artist, track, album, duration, recording_mbid,
                      release_mbid, artist_mbids, artist_id, track_id, album_id, account_id,
                      remote_id, raw, seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)
 """
 
 INSERT_SIGHTING = """
 INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, raw, seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT), ?)
 """
 
 UPSERT_CURSOR = """

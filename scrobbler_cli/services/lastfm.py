@@ -30,7 +30,7 @@ from scrobbler_cli.errors import (
     register_secret,
 )
 from scrobbler_cli.models import LATEST_TIME, SourceRecord
-from scrobbler_cli.services.http import Http, canonical_json, loads, retry_after
+from scrobbler_cli.services.http import Http, canonical_bytes, loads, retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -183,7 +183,7 @@ def _record(item: dict[str, Any]) -> SourceRecord | None:
         release_mbid=release_mbid,
         artist_mbids=(artist_mbid,) if artist_mbid else (),
         recording_mbid=None,  # a Last.fm track mbid is only a hint; it stays in raw
-        raw=canonical_json(item),
+        raw=canonical_bytes(item),
     )
 
 

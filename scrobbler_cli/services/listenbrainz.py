@@ -212,7 +212,7 @@ def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
             or _mbid(metadata.get("recording_msid"))  # export: inside track_metadata
             or _mbid(info.get("recording_msid"))
         ),
-        raw=canonical_json(listen),
+        raw=canonical_bytes(listen),
     )
 
 
