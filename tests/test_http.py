@@ -272,3 +272,31 @@ def test_a_password_in_the_api_url_is_never_logged(router: respx.MockRouter) -> 
     http.request("GET", url, classify=default_classify("svc"))
     text = "\n".join(logs)
     assert len(logs) == 2 and "hunter2pass" not in text and "bob:***@" in text
+
+
+def test_raw_records_take_only_their_own_size_in_memory() -> None:
+    """orjson's results hold ~4 KB each however short: a sync keeps thousands of raw
+    records, and once kept as they came the fetching process's peak at a million
+    ListenBrainz listens rose from 53 to 79 MB. Measured in a fresh process (RSS)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from scrobbler_cli.services.http import canonical_bytes\n"
+        "def rss():\n"
+        "    with open('/proc/self/status') as fh:\n"
+        "        return int(fh.read().split('VmRSS:')[1].split()[0])\n"
+        "listens = [{'listened_at': 1700000000 + i, 'track_metadata': {"
+        "'artist_name': f'Sigur Rós {i}', 'track_name': 'Hoppípolla' * 20}} "
+        "for i in range(20000)]\n"
+        "before = rss()\n"
+        "kept = [canonical_bytes(listen) for listen in listens]\n"
+        "print((rss() - before) // 1024, sum(map(len, kept)) // 2**20)\n"
+    )
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    grown, size = int(out[0]), int(out[1])
+    assert size == 5  # 20,000 records of ~290 bytes
+    assert grown < 20, f"{grown} MB for {size} MB of raw records"
