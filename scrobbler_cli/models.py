@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 
 @dataclass(slots=True)
@@ -28,11 +27,6 @@ class SourceRecord:
     artist_mbids: tuple[str, ...] = ()
     remote_id: str | None = None
     raw: bytes | str | None = None
-
-
-#: A record as the tuple of its fields, in order: how the archive reads a batch (and how a
-#: writer process receives it), without an attribute lookup per field.
-record_row = attrgetter(*SourceRecord.__slots__)  # type: ignore[attr-defined]
 
 
 #: 9999-12-31T23:59:59Z: a later "timestamp" is no time at all (and would not fit SQLite's

@@ -376,6 +376,30 @@ def test_raw_bytes_are_stored_as_text(archive: Archive) -> None:
     assert archive.count() == 1
 
 
+def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
+    """Records reach SQLite with '' for what is absent (``record_row``): every absent
+    value must still be NULL, and no present one may be lost, on a listen's own row and
+    on a sighting."""
+    bare = rec(T, album=None, duration=None, raw=None, remote_id=None)
+    full = rec(T + 3600, album="In Rainbows", duration=290,
+               recording_mbid="8f0c2a8a-5f8e-4b8a-9c43-2c1b7b1a0f11",
+               release_mbid="6e335887-60ba-38f0-95af-fae7774336bf",
+               artist_mbids=("a74b1b7f-71a5-4011-9441-d0b5e4122711",),
+               remote_id="03dcc65c-0e01-4f25-aa1f-0f469d10e2ad", raw=b'{"x":1}')
+    archive.save_records(LB, [bare, full])
+    archive.save_records(LASTFM, [rec(T + 30)])  # a sighting of the bare listen
+    columns = ("album, duration, recording_mbid, release_mbid, artist_mbids, album_id,"
+               " remote_id, raw")
+    rows = archive.conn.execute(f"SELECT {columns} FROM listens ORDER BY id").fetchall()
+    assert rows == [
+        (None,) * 8,
+        ("In Rainbows", 290, full.recording_mbid, full.release_mbid,
+         '["a74b1b7f-71a5-4011-9441-d0b5e4122711"]', 1, full.remote_id, '{"x":1}'),
+    ]
+    assert archive.conn.execute("SELECT remote_id, raw FROM sightings").fetchall() == [
+        (None, None)]
+
+
 def test_listens_filters(history: Archive) -> None:
     assert times(history.listens(limit=2)) == [T - 50_000, T]
     assert times(history.listens(newest_first=True, limit=2)) == [T + 9000, T + 4000]

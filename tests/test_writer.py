@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scrobbler_cli.archive import Archive, writer
+from scrobbler_cli.archive import Archive, record_row, writer
 from scrobbler_cli.errors import ArchiveError
-from scrobbler_cli.models import Account, SaveResult, SourceRecord, record_row
+from scrobbler_cli.models import Account, SaveResult, SourceRecord
 
 LASTFM = Account("lastfm", "alice")
 LB = Account("listenbrainz", "alice")

@@ -26,18 +26,20 @@ SELECT listened_at, track_id FROM sightings
 WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
 """
 
-# ``raw`` comes as the parsers' UTF-8 bytes (or a str): CAST stores it as text, as it
-# was received, without decoding it in Python and encoding it again for SQLite.
+# Rows come as ``archive.record_row`` makes them: '' (0 for ``album_id``) where a value is
+# absent, which these turn into NULL (Python's sqlite3 binds None slowly), and ``raw`` as
+# the parsers' UTF-8 bytes, which CAST stores as the text they are without decoding them.
 INSERT_LISTEN = """
 INSERT INTO listens (id, listened_at, artist, track, album, duration, recording_mbid,
                      release_mbid, artist_mbids, artist_id, track_id, album_id, account_id,
                      remote_id, raw, seen_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?)
+VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''),
+        NULLIF(?, ''), ?, ?, NULLIF(?, 0), ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
 INSERT_SIGHTING = """
 INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, raw, seen_at)
-VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT), ?)
+VALUES (?, ?, ?, ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
 UPSERT_CURSOR = """

@@ -38,8 +38,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .._process import collect_rarely
 from ..errors import ArchiveError
-from ..models import Account, SaveResult, SourceRecord, record_row
-from . import FOLD_AFTER, NAME_CACHE
+from ..models import Account, SaveResult, SourceRecord
+from . import FOLD_AFTER, NAME_CACHE, record_row
 
 if TYPE_CHECKING:
     from . import Archive
