@@ -104,6 +104,18 @@ def test_the_command_runs_the_garbage_collector_rarely() -> None:
     assert out.splitlines()[-1] == f"700 ({GC_EVERY}, 10, 10)"
 
 
+def test_the_writer_process_runs_without_the_garbage_collector(tmp_path) -> None:
+    """The writer process's batches are millions of containers and it makes no cycles:
+    even rare collections cost ~7 % of a big import's writer. The command's own process
+    keeps collecting (rarely)."""
+    db = tmp_path / "a.db"
+    out, _ = fresh("import gc, os\nfrom scrobbler_cli.archive import writer\n"
+                   "writer.serve = lambda *a, **k: print('collecting:', gc.isenabled())\n"
+                   f"code = writer.main([{str(db)!r}, '300', '10', '10', str(os.getppid())])\n"
+                   "print('exit', code)", ())
+    assert out.splitlines()[-2:] == ["collecting: False", "exit 0"]
+
+
 def test_a_closed_or_full_stdout_is_no_bug(tmp_path) -> None:
     """Started with stdout closed (`>&-`) the command still does its work, its output
     dropped; a full device is one clear line, not an internal error."""

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from queue import Empty, SimpleQueue
 from typing import IO, TYPE_CHECKING, Any
 
-from .._process import collect_rarely
+from .._process import collect_never
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
 from . import FOLD_AFTER, NAME_CACHE, record_row
@@ -481,7 +481,7 @@ def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     try:
         path, tolerance, name_cache, fold_after, parent = argv
         _follow_parent(int(parent))
-        collect_rarely()
+        collect_never()
         inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
         serve(path, int(tolerance), inp, out or sys.stdout.buffer,
               name_cache=int(name_cache), fold_after=int(fold_after))
