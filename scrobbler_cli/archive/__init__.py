@@ -41,7 +41,10 @@ SCHEMA_VERSION = 2
 _WINDOW = 86400
 #: Listens after which the unfolded tail is folded into the per-name counts (and on close):
 #: statistics count the tail's listens one by one, and the writer keeps their name counts.
-FOLD_AFTER = 50_000
+#: Each fold updates every name its listens used, and names recur from one fold to the
+#: next: 100,000 instead of 50,000 saved a sync of 100,000 listens its mid-way fold
+#: (ListenBrainz 1.73 -> 1.64 s); a million-listen sync's peak stayed 123-133 MB.
+FOLD_AFTER = 100_000
 #: Spellings whose ids the writer keeps at most; each name table's key cache holds a third
 #: as many (keys are only looked up for a spelling it does not know). Memory stays flat:
 #: a full cache is emptied and refills on demand, each miss costing three name keys and
