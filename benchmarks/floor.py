@@ -27,6 +27,7 @@ start-up included; Last.fm 40,000/s: 2.5 s).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -40,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from synthetic import history  # noqa: E402
 
-from scrobbler_cli.archive import Archive, queries  # noqa: E402
+from scrobbler_cli.archive import Archive, queries, record_row  # noqa: E402
 from scrobbler_cli.models import Account, SourceRecord  # noqa: E402
 from scrobbler_cli.normalize import SEP, name_key  # noqa: E402
 
@@ -64,8 +65,8 @@ def records(n: int, *, raw: bool = True) -> list[SourceRecord]:
             listened_at=int(row["listened_at"]), artist=str(row["artist"]),
             track=str(row["track"]), album=str(row["album"]), duration=int(row["duration"]),
             remote_id=msid if raw else None,
-            raw=json.dumps(listen, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-            if raw else None))
+            raw=json.dumps(listen, ensure_ascii=False, separators=(",", ":"),
+                           sort_keys=True).encode() if raw else None))
     return out
 
 
@@ -98,9 +99,12 @@ def prebuilt(recs: list[SourceRecord], batch: int) -> list[tuple[list, list, lis
                 continue
             seen.add((r.listened_at, got[1]))
             listen_id += 1
-            l_rows.append((listen_id, r.listened_at, r.artist, r.track, r.album, r.duration,
-                           None, None, None, got[0], got[1], got[2], 1, r.remote_id, r.raw,
-                           1_700_000_000))
+            # the values as the archive binds them ('' for absent ones: see record_row)
+            (listened_at, artist, track, album, duration, recording_mbid, release_mbid, _,
+             remote_id, raw) = record_row(r)
+            l_rows.append((listen_id, listened_at, artist, track, album, duration,
+                           recording_mbid, release_mbid, "", got[0], got[1], got[2], 1,
+                           remote_id, raw, 1_700_000_000))
         out.append((a_rows, t_rows, b_rows, l_rows))
     return out
 
@@ -151,6 +155,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append",
                         help="records per transaction (repeatable; default 2000 and 20000)")
     opts = parser.parse_args()
+    gc.disable()  # as in the writer process, which saves without the cyclic collector
     n = opts.listens
     t0 = time.perf_counter()
     recs = records(n, raw=not opts.no_raw)
