@@ -127,7 +127,7 @@ class Archive:
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
         self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
         # (artist, track, album) as spelled -> their ids (``_name_ids``)
-        self._spelled: dict[tuple[str, str, str | None], tuple[int, int, int | None]] = {}
+        self._spelled: dict[tuple[str, str, str | None], tuple[int, int, int]] = {}
         # The name counts of the listens this object saved since its last fold, whose ids
         # are in (_tail[0], _tail[1]], per artist, track and album id: the fold adds them
         # instead of reading those listens back. ``_saving`` is the same for the open
@@ -484,8 +484,9 @@ class Archive:
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
 
-    def _name_ids(self, batch: list[tuple[Any, ...]]) -> list[tuple[int, int, int | None]]:
-        """The artist, track and album ids of each row, creating rows for new names.
+    def _name_ids(self, batch: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+        """The artist, track and album ids of each row (album 0: none), creating rows for
+        new names.
 
         Spellings repeat a great deal, so ids are cached per spelling (bounded; a
         rollback clears it); only the others go through their name keys."""
