@@ -11,10 +11,10 @@ class SourceRecord:
 
     ``raw`` is the record exactly as received (JSON text), kept so that nothing a
     service said is lost: the UTF-8 bytes the parsers make, which the archive stores as
-    text without decoding them (a str is taken too). ``remote_id`` is the service's own
-    id for the listen where it has one (ListenBrainz ``recording_msid``). Not frozen: a
-    sync or an import builds one per listen, and a frozen dataclass takes 2.6 times as
-    long to build (1.7 µs).
+    text without decoding them (so bytes must be UTF-8 JSON; a str is taken too).
+    ``remote_id`` is the service's own id for the listen where it has one (ListenBrainz
+    ``recording_msid``). Not frozen: a sync or an import builds one per listen, and a
+    frozen dataclass takes 2.6 times as long to build (1.7 µs).
     """
 
     listened_at: int

@@ -398,6 +398,10 @@ def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
     ]
     assert archive.conn.execute("SELECT remote_id, raw FROM sightings").fetchall() == [
         (None, None)]
+    # a zero duration is a value, not an absence; an empty raw record is none at all
+    archive.save_records(LB, [rec(T + 7200, track="Nude", duration=0, raw=b"")])
+    assert archive.conn.execute("SELECT duration, raw FROM listens WHERE track = 'Nude'"
+                                ).fetchall() == [(0, None)]
 
 
 def test_listens_filters(history: Archive) -> None:

@@ -2,7 +2,8 @@
 
 Writers take the lock file, open through sqlite-utils and apply pending migrations;
 readers open with plain ``sqlite3`` (fast start, never blocked thanks to WAL) as long as
-the schema is current. ``save_records`` is the single way listens enter the archive:
+the schema is current. ``save_records`` (or ``save_rows``, the same for records as
+``record_row`` makes them) is the single way listens enter the archive:
 it applies same-source identity and cross-source matching and, in the same transaction,
 moves the account's cursor.
 """
@@ -87,7 +88,7 @@ def record_row(r: SourceRecord) -> tuple[Any, ...]:
     return (r.listened_at, r.artist, r.track, r.album or "",
             "" if r.duration is None else r.duration, r.recording_mbid or "",
             r.release_mbid or "", r.artist_mbids, r.remote_id or "",
-            bytearray(raw) if type(raw) is bytes else raw or "")
+            bytearray(raw) if raw and type(raw) is bytes else raw or "")
 
 
 class Archive:

@@ -3,7 +3,7 @@
 A sync or an import spends its time in two halves that both need the interpreter:
 fetching and parsing records, and saving them (identity, matching, SQLite). Threads
 cannot run the two at once (the GIL), so ``BackgroundSaver`` hands each batch to a
-child process that runs ``Archive.save_records`` while this process fetches and parses
+child process that runs ``Archive.save_rows`` while this process fetches and parses
 the next one: two cores instead of one.
 
 Nothing about correctness changes. The child commits each batch with its cursor in one
