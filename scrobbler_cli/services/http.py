@@ -57,8 +57,9 @@ def canonical_bytes(value: Any) -> bytes:
     """The one JSON spelling of a record kept as ``raw``: sorted keys, compact, UTF-8.
 
     orjson (a tenth of the cost, on every listen of a sync), with the standard library
-    for what orjson refuses (lone surrogates, huge integers, NaN); both spell a valid
-    value byte for byte the same.
+    for what orjson refuses (huge integers, NaN); both spell a valid value byte for byte
+    the same. A lone surrogate has no UTF-8 spelling: it raises UnicodeEncodeError (a
+    ValueError), so the parsers report such a listen as unusable.
     """
     try:
         # copied out: each result of orjson holds on to ~4 KB of memory (its buffer, cut
