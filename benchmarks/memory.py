@@ -34,7 +34,31 @@ def _cmdline(pid: int) -> bytes | None:
         return None
 
 
+# Linux lists each thread's children in /proc (CONFIG_PROC_CHILDREN): a few small reads
+# instead of reading every process's parent (~1.3 ms a scan on a quiet machine, polled
+# every 20 ms: 6 % of a core taken from the run being measured)
+_PER_THREAD = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
 def _children(pid: int) -> list[int]:
+    """The processes ``pid`` has started and that still run."""
+    if not _PER_THREAD:
+        return _scan_children(pid)
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []  # gone
+    found = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found.extend(int(child) for child in fh.read().split())
+        except OSError:
+            continue  # a thread that has ended
+    return found
+
+
+def _scan_children(pid: int) -> list[int]:
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
