@@ -322,7 +322,15 @@ def test_round_trip_through_the_client(lb: FakeListenBrainz) -> None:
             for r in back] == [(r.listened_at, r.artist, r.track, r.album, r.duration,
                                 r.recording_mbid) for r in records]
     assert all(r.remote_id for r in back)
-    assert parse_listen(json.loads(back[0].raw or "")) == back[0]
+    # each raw record is the listen exactly as the server sent it
+    body = httpx.get(f"{lb.url}/1/user/alice/listens",
+                     params={"min_ts": T0 - 1, "max_ts": T0 + 3600}).content
+    assert all(isinstance(r.raw, bytes) and r.raw in body for r in back)
+    assert [json.loads(r.raw or "") for r in page.records] == \
+        json.loads(body)["payload"]["listens"]
+    again = parse_listen(json.loads(back[0].raw or ""))  # the general way reads it alike
+    again.raw = back[0].raw
+    assert again == back[0]
 
 
 def test_paging_forward_collects_everything_once(lb: FakeListenBrainz) -> None:

@@ -3,6 +3,7 @@ and the client's error mapping over respx (no request leaves the process)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ssl
 from pathlib import Path
@@ -29,10 +30,13 @@ from scrobbler_cli.services.listenbrainz import (
     ListenBrainzClient,
     SubmissionRejected,
     batches,
+    decode_listens_reply,
     encode_listen,
     import_body,
     listen_payload,
+    listens_page,
     parse_listen,
+    parse_listen_json,
     parse_listens_page,
     parse_playing_now,
     validate_listen,
@@ -143,6 +147,118 @@ def test_parse_export_lines_msid_inside_metadata_and_fractional_times() -> None:
     unmapped = records[2]  # "mbid_mapping": null, "listened_at": 1748970500.0
     assert unmapped.listened_at == 1748970500 and isinstance(unmapped.listened_at, int)
     assert unmapped.recording_mbid is None and unmapped.album is None
+
+
+# Listens of every odd shape the general (dict) way tolerates or refuses, spelled as JSON
+# bytes: msgspec decodes most, and hands the others (another type where an object is
+# expected, values it refuses) to the general way.
+ODD_LISTENS = [
+    b'{"listened_at":1700000000,"track_metadata":{"artist_name":"A","track_name":"T",'
+    b'"additional_info":[1,2]}}',
+    b'{"listened_at":1700000001,"track_metadata":{"artist_name":"A","track_name":"T",'
+    b'"additional_info":"x","mbid_mapping":"y"}}',
+    b'{"listened_at":1700000002,"track_metadata":{"artist_name":"A","track_name":"T",'
+    b'"mbid_mapping":{"recording_mbid":"' + MBID.encode() + b'","artist_mbids":"no"}}}',
+    b'{"listened_at":1700000003,"track_metadata":"A - T"}',
+    b'{"listened_at":1700000004}',
+    b'[1700000005,"A","T"]',
+    b'17',
+    b'{"listened_at":1e999,"track_metadata":{"artist_name":"A","track_name":"T"}}',
+    b'{"listened_at":"1700000006.75","track_metadata":{"artist_name":" A ","track_name":"T",'
+    b'"release_name":"  ","additional_info":{"duration_ms":"183000.0","a.b":1}}}',
+    b'{"listened_at":1,"listened_at":1700000007,"track_metadata":{"artist_name":"A",'
+    b'"track_name":"T","track_name":"U"}}',
+    b'{"listened_at":1700000008,"track_metadata":{"artist_name":"A","track_name":"T",'
+    b'"additional_info":{"duration":NaN}}}',
+    rb'{"listened_at":1700000009,"track_metadata":{"artist_name":"A","track_name":"\\ud800"}}',
+    rb'{"listened_at":1700000010,"track_metadata":{"artist_name":"A","track_name":"\ud800"}}',
+    b'{"listened_at":true,"track_metadata":{"artist_name":"A","track_name":"T"}}',
+    b'{"listened_at":100000000000000000000,"track_metadata":{"artist_name":"A",'
+    b'"track_name":"T"}}',
+    b'{"listened_at":1700000011,"recording_msid":"","track_metadata":{"artist_name":"A",'
+    b'"track_name":"T","recording_msid":"' + MBID.upper().encode() + b'",'
+    b'"additional_info":{"duration":0,"artist_mbids":["",null,"' + MBID.encode() + b'"]}}}',
+]
+
+
+LONE_SURROGATE = ODD_LISTENS[12]
+PAGE_LISTENS = ODD_LISTENS[:10] + ODD_LISTENS[11:12] + ODD_LISTENS[13:]  # no NaN, no lone
+
+
+def _fields(record: SourceRecord) -> tuple[Any, ...]:
+    return tuple(getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "raw")
+
+
+def _read(read: Any, listen: Any) -> Any:
+    try:
+        return read(listen)
+    except ValueError as exc:
+        return str(exc)
+
+
+def test_parse_listen_json_reads_every_listen_as_parse_listen_does() -> None:
+    listens = [json.dumps(x, ensure_ascii=False).encode() for name in
+               ("listens_legacy.json", "listens_mapped.json", "playing_now.json")
+               for x in fixture(name)["payload"]["listens"]]
+    listens += [(FIXTURES / name).read_bytes().splitlines() for name in
+                ("export_listens.jsonl", "export_mixed_validity.jsonl")][0]
+    listens += (FIXTURES / "export_mixed_validity.jsonl").read_bytes().splitlines()
+    valid = 0
+    for raw in [line for line in listens if line.strip()] + ODD_LISTENS:
+        fast = _read(parse_listen_json, raw)
+        plain = _read(parse_listen, json.loads(raw))
+        if isinstance(plain, str):  # the same reason
+            assert fast == plain, raw
+            continue
+        valid += 1
+        assert _fields(fast) == _fields(plain), raw
+        assert fast.raw == raw and type(fast.raw) is bytes  # as received
+    assert valid >= 15
+
+
+def test_listens_page_reads_a_reply_as_the_plain_json_way_does() -> None:
+    body = (b'{"payload":{"count":' + str(len(PAGE_LISTENS) + 1).encode()
+            + b',"latest_listen_ts":"1800000000","listens":['
+            + b" , ".join([b'{"listened_at":1600000000,"track_metadata":'
+                           rb'{"artist_name":"\u00c9","track_name":"x"}}'] + PAGE_LISTENS)
+            + b'],"oldest_listen_ts":1000,"user_id":"u"}}')
+    decoded = decode_listens_reply(body)
+    assert not isinstance(decoded, dict)  # msgspec's way, not plain JSON's
+    page = listens_page(decoded)
+    plain = listens_page(json.loads(body))
+    assert [_fields(r) for r in page.records] == [_fields(r) for r in plain.records]
+    assert page.records[0].artist == "\u00c9"
+    assert len(page.records) == 8 and all(r.raw and r.raw in body for r in page.records)
+    assert page.skipped == plain.skipped and len(page.skipped) == 7
+    assert (page.count, page.newest_ts, page.oldest_ts, page.latest_listen_ts,
+            page.oldest_listen_ts) == (plain.count, plain.newest_ts, plain.oldest_ts,
+                                       plain.latest_listen_ts, plain.oldest_listen_ts) \
+        == (len(PAGE_LISTENS) + 1, 10**20, 1600000000, 1800000000, 1000)
+
+
+def test_listens_reply_msgspec_refuses_is_read_as_plain_json() -> None:
+    good = b'{"listened_at":1700000000,"track_metadata":{"artist_name":"A","track_name":"T"}}'
+    lone = LONE_SURROGATE  # msgspec refuses the whole reply
+    body = b'{"payload":{"count":2,"listens":[' + good + b"," + lone + b"]}}"
+    decoded = decode_listens_reply(body)
+    assert isinstance(decoded, dict)
+    page = listens_page(decoded)
+    assert [r.listened_at for r in page.records] == [1700000000]
+    assert len(page.skipped) == 1 and "surrogate" in page.skipped[0]
+    assert page.oldest_ts == 1700000000 and page.newest_ts == 1700000010
+    # not UTF-8, even in a value scrob does not read: not JSON, as before
+    bad = body.replace(b'"count":2', b'"note":"\xff","count":2')
+    with pytest.raises(ValueError):
+        decode_listens_reply(bad)
+
+
+def test_listens_reply_that_is_not_utf8_is_unavailable(router: respx.MockRouter,
+                                                       t: FakeTime) -> None:
+    page = json.dumps(fixture("listens_legacy.json")).encode()
+    router.get(f"{ROOT}/1/user/scrob_tester/listens").respond(
+        200, content=page.replace(b'"payload"', b'"x":"\xfe","payload"', 1))
+    with pytest.raises(ServiceUnavailable, match="not JSON"):
+        make(t, attempts=1).listens("scrob_tester")
 
 
 def test_parse_export_mixed_validity_reports_reasons() -> None:

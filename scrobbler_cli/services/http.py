@@ -54,7 +54,8 @@ MAX_WAIT = 3600.0
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """The one JSON spelling of a record kept as ``raw``: sorted keys, compact, UTF-8.
+    """The one JSON spelling of a parsed value: sorted keys, compact, UTF-8 (the ``raw``
+    of a Last.fm scrobble or an imported listen, and what export sends).
 
     orjson (a tenth of the cost, on every listen of a sync), with the standard library
     for what orjson refuses (huge integers, NaN); both spell a valid value byte for byte

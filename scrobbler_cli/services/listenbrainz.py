@@ -23,9 +23,10 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 from urllib.parse import quote
+
+import msgspec
 
 from scrobbler_cli import __version__
 from scrobbler_cli.errors import (
@@ -65,7 +66,10 @@ __all__ = [
     "encode_listen",
     "import_body",
     "listen_payload",
+    "decode_listens_reply",
+    "listens_page",
     "parse_listen",
+    "parse_listen_json",
     "parse_listens_page",
     "parse_playing_now",
     "validate_listen",
@@ -157,63 +161,133 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _duration(info: Mapping[str, Any]) -> int | None:
-    """Seconds from ``duration`` or ``duration_ms``; None when absent or not positive."""
-    value = info.get("duration")
+def _duration(value: Any, millis: Any) -> int | None:
+    """Seconds from ``duration`` or else ``duration_ms``; None when absent or not positive."""
     if type(value) is int:  # the usual case, on every listen of a sync
         return value if value > 0 else None
     seconds = _number(value)
     if seconds is None:
-        millis = _number(info.get("duration_ms"))
+        millis = _number(millis)
         seconds = None if millis is None else millis // 1000
     if seconds is None or seconds <= 0:
         return None
     return int(seconds)
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+# A listen as scrob reads it: msgspec decodes these keys and skips every other (a real
+# listen's additional_info holds a dozen more), and decodes a page's listens as their
+# bytes (``msgspec.Raw``), each of which is its raw record as received. Values are
+# ``Any``: old listens spell numbers as strings, MBIDs as "" and so on, which the
+# mapping below sorts out as for any dict.
 
 
-def _parse(listen: Any, listened_at: int | None) -> SourceRecord:
-    if not isinstance(listen, dict):
-        raise ValueError("listen is not a JSON object")
-    metadata = listen.get("track_metadata")
-    if not isinstance(metadata, dict):
+class _Info(msgspec.Struct):
+    """``additional_info``."""
+
+    duration: Any = None
+    duration_ms: Any = None
+    recording_mbid: Any = None
+    release_mbid: Any = None
+    artist_mbids: Any = None
+    recording_msid: Any = None
+
+
+class _MbidMapping(msgspec.Struct):
+    recording_mbid: Any = None
+    release_mbid: Any = None
+    artist_mbids: Any = None
+
+
+class _Metadata(msgspec.Struct):
+    artist_name: Any = None
+    track_name: Any = None
+    release_name: Any = None
+    recording_msid: Any = None  # exports keep it here
+    additional_info: _Info | None = None
+    mbid_mapping: _MbidMapping | None = None  # absent in the API, null in exports
+
+
+class _Listen(msgspec.Struct):
+    listened_at: Any = None
+    recording_msid: Any = None
+    track_metadata: _Metadata | None = None
+
+
+class _Stamp(msgspec.Struct):
+    listened_at: Any = None
+
+
+class _Payload(msgspec.Struct):
+    listens: list[msgspec.Raw]
+    count: Any = None
+    latest_listen_ts: Any = None
+    oldest_listen_ts: Any = None
+
+
+class _Page(msgspec.Struct):
+    payload: _Payload
+
+
+_LISTEN = msgspec.json.Decoder(_Listen)
+_STAMP = msgspec.json.Decoder(_Stamp)
+_PAGE = msgspec.json.Decoder(_Page)
+_NO_INFO = _Info()
+_NO_MAPPING = _MbidMapping()
+
+
+def _parse(listen: _Listen, listened_at: int | None, raw: bytes) -> SourceRecord:
+    metadata = listen.track_metadata
+    if metadata is None:
         raise ValueError("listen has no track_metadata")
     if listened_at is None:
-        if listen.get("listened_at") is None:
+        if listen.listened_at is None:
             raise ValueError("listen has no listened_at")
-        listened_at = _timestamp(listen.get("listened_at"))
+        listened_at = _timestamp(listen.listened_at)
         if listened_at is None:
-            raise ValueError(f"listened_at is not a number: {listen.get('listened_at')!r}")
+            raise ValueError(f"listened_at is not a number: {listen.listened_at!r}")
     if not 0 <= listened_at <= LATEST_TIME:
         raise ValueError(f"listened_at {listened_at} is not a time")
-    artist = _text(metadata.get("artist_name"))
+    artist = _text(metadata.artist_name)
     if not artist:
         raise ValueError("listen has an empty artist_name")
-    track = _text(metadata.get("track_name"))
+    track = _text(metadata.track_name)
     if not track:
         raise ValueError("listen has an empty track_name")
-    info = metadata.get("additional_info")
-    info = info if isinstance(info, dict) else _EMPTY
-    mapping = metadata.get("mbid_mapping")  # absent in the API, null in exports
-    mapping = mapping if isinstance(mapping, dict) else _EMPTY
+    info = metadata.additional_info or _NO_INFO
+    mapping = metadata.mbid_mapping or _NO_MAPPING
     return SourceRecord(
         listened_at=listened_at,
         artist=artist,
         track=track,
-        album=_text(metadata.get("release_name")) or None,
-        duration=_duration(info),
-        recording_mbid=_mbid(info.get("recording_mbid")) or _mbid(mapping.get("recording_mbid")),
-        release_mbid=_mbid(info.get("release_mbid")) or _mbid(mapping.get("release_mbid")),
-        artist_mbids=_mbids(info.get("artist_mbids")) or _mbids(mapping.get("artist_mbids")),
+        album=_text(metadata.release_name) or None,
+        duration=_duration(info.duration, info.duration_ms),
+        recording_mbid=_mbid(info.recording_mbid) or _mbid(mapping.recording_mbid),
+        release_mbid=_mbid(info.release_mbid) or _mbid(mapping.release_mbid),
+        artist_mbids=_mbids(info.artist_mbids) or _mbids(mapping.artist_mbids),
         remote_id=(
-            _mbid(listen.get("recording_msid"))  # API: top level
-            or _mbid(metadata.get("recording_msid"))  # export: inside track_metadata
-            or _mbid(info.get("recording_msid"))
+            _mbid(listen.recording_msid)  # API: top level
+            or _mbid(metadata.recording_msid)  # export: inside track_metadata
+            or _mbid(info.recording_msid)
         ),
-        raw=canonical_bytes(listen),
+        raw=raw,
     )
+
+
+def _as_listen(value: Any) -> _Listen:
+    """A decoded listen (a dict) as ``_Listen``: an ``additional_info`` or
+    ``mbid_mapping`` that is not an object is ignored, and a ``track_metadata`` that is
+    not one is missing."""
+    if not isinstance(value, dict):
+        raise ValueError("listen is not a JSON object")
+    metadata = value.get("track_metadata")
+    if isinstance(metadata, dict):
+        metadata = dict(metadata)
+        for key in ("additional_info", "mbid_mapping"):
+            if not isinstance(metadata.get(key), dict):
+                metadata[key] = None
+    else:
+        metadata = None
+    return msgspec.convert({**value, "track_metadata": metadata}, _Listen)
 
 
 def parse_listen(listen: Mapping[str, Any]) -> SourceRecord:
@@ -223,8 +297,29 @@ def parse_listen(listen: Mapping[str, Any]) -> SourceRecord:
     ``additional_info``, a null ``mbid_mapping`` and fractional timestamps. User-given
     MBIDs in ``additional_info`` win over the server's ``mbid_mapping``. Raises
     ``ValueError`` with the reason when the listen is unusable, so importers can report it.
+    Its ``raw`` is the listen's canonical JSON (see ``parse_listen_json`` for a listen
+    as received).
     """
-    return _parse(listen, None)
+    parsed = _as_listen(listen)
+    return _parse(parsed, None, canonical_bytes(listen))
+
+
+def parse_listen_json(raw: bytes | msgspec.Raw) -> SourceRecord:
+    """``parse_listen`` for a listen's JSON as received (UTF-8, which is not checked
+    here: ``parse_listens_reply`` checks a whole page); those bytes are its raw record.
+
+    Decoded straight into the few fields scrob reads (a third of the cost of a dict
+    and its canonical JSON, on every listen of a sync). A listen of another shape, or
+    with values msgspec refuses (a lone surrogate, NaN), takes ``parse_listen``'s way.
+    """
+    raw = bytes(raw)
+    try:
+        listen = _LISTEN.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        record = parse_listen(loads(raw))  # ValueError if it is not JSON at all
+        record.raw = raw
+        return record
+    return _parse(listen, None, raw)
 
 
 def parse_playing_now(listen: Mapping[str, Any]) -> SourceRecord:
@@ -233,7 +328,7 @@ def parse_playing_now(listen: Mapping[str, Any]) -> SourceRecord:
     The record gets ``listened_at=0``: it describes what is playing, not a finished
     listen, and must never be archived as one.
     """
-    return _parse(listen, 0)
+    return _parse(_as_listen(listen), 0, canonical_bytes(listen))
 
 
 def _page_listens(payload: Any) -> tuple[Mapping[str, Any], list[Any]]:
@@ -285,6 +380,73 @@ class ListensPage:
     latest_listen_ts: int = 0
     oldest_listen_ts: int = 0
     skipped: tuple[str, ...] = ()
+
+
+def decode_listens_reply(content: bytes) -> Any:
+    """A ``/listens`` reply's body, decoded for ``listens_page``: the usual page by
+    msgspec, its listens kept as the bytes they were sent as; any other (another shape,
+    values msgspec refuses such as a lone surrogate) as plain JSON. ValueError if the
+    body is not JSON."""
+    try:
+        content.decode("utf-8")  # msgspec does not check the text of what it skips
+        return _PAGE.decode(content)
+    except (UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+        return loads(content)
+
+
+def listens_page(body: Any) -> ListensPage:
+    """A decoded ``/listens`` reply (``decode_listens_reply``) as a page: its records in
+    the server's order (newest first), unusable listens skipped with their reasons.
+    ValueError if it is not a listens page.
+
+    A listen decoded by msgspec keeps the bytes it was sent as for its raw record; one of
+    a reply read as plain JSON, its canonical JSON (``parse_listen``).
+    """
+    parse: Callable[[Any], SourceRecord]
+    stamp: Callable[[Any], int | None]
+    if isinstance(body, _Page):
+        inner: Any = body.payload
+        listens: list[Any] = inner.listens
+        count, latest, oldest = inner.count, inner.latest_listen_ts, inner.oldest_listen_ts
+        parse, stamp = parse_listen_json, _raw_stamp
+    else:
+        inner, listens = _page_listens(body)
+        count, latest, oldest = (inner.get("count"), inner.get("latest_listen_ts"),
+                                 inner.get("oldest_listen_ts"))
+        parse, stamp = parse_listen, _dict_stamp
+    records: list[SourceRecord] = []
+    skipped: list[str] = []
+    stamps: list[int] = []  # of every listen, skipped ones too: the cursor moves past them
+    for item in listens:
+        try:
+            record = parse(item)
+        except ValueError as exc:
+            skipped.append(str(exc))
+            if (ts := stamp(item)) is not None:
+                stamps.append(ts)
+        else:
+            records.append(record)
+            stamps.append(record.listened_at)
+    return ListensPage(
+        records=records,
+        count=count if isinstance(count, int) else len(listens),
+        newest_ts=max(stamps) if stamps else None,
+        oldest_ts=min(stamps) if stamps else None,
+        latest_listen_ts=_timestamp(latest) or 0,
+        oldest_listen_ts=_timestamp(oldest) or 0,
+        skipped=tuple(skipped),
+    )
+
+
+def _raw_stamp(raw: msgspec.Raw) -> int | None:
+    try:
+        return _timestamp(_STAMP.decode(raw).listened_at)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def _dict_stamp(item: Any) -> int | None:
+    return _timestamp(item.get("listened_at")) if isinstance(item, Mapping) else None
 
 
 # --------------------------------------------------------------------------- submitting
@@ -571,15 +733,18 @@ class ListenBrainzClient:
             raise CredentialsError("no ListenBrainz token is configured", hint=TOKEN_HINT)
         return self._token
 
-    def _classify(self, what: str, *, user: str | None = None, submit: bool = False
-                  ) -> Callable[[httpx.Response], dict[str, Any]]:
+    def _classify(self, what: str, *, user: str | None = None, submit: bool = False,
+                  decode: Callable[[bytes], Any] | None = None
+                  ) -> Callable[[httpx.Response], Any]:
         """Turn a reply into its JSON object or the right ``ScrobError``.
 
         ``user`` marks a user URL (404 means no such user); ``submit`` makes a 400 a
-        ``SubmissionRejected`` carrying the listen the server blamed.
+        ``SubmissionRejected`` carrying the listen the server blamed; ``decode`` decodes
+        a successful reply's body instead of ``loads`` (ValueError: it is not JSON), and
+        its caller checks what it gets.
         """
 
-        def classify(response: httpx.Response) -> dict[str, Any]:
+        def classify(response: httpx.Response) -> Any:
             status = response.status_code
             if status == 429 or status >= 500:
                 raise ServiceUnavailable(
@@ -612,13 +777,13 @@ class ListenBrainzClient:
                     hint="check SCROB_LISTENBRAINZ_API_URL" if status == 404 else None,
                 )
             try:
-                body = loads(response.content)
+                body = (decode or loads)(response.content)
             except ValueError as exc:
                 raise ServiceUnavailable(
                     f"ListenBrainz sent a reply to {what} that is not JSON",
                     service=SERVICE, status=status,
                 ) from exc
-            if not isinstance(body, dict):
+            if decode is None and not isinstance(body, dict):
                 raise ServiceError(f"ListenBrainz sent an unexpected reply to {what}",
                                    service=SERVICE, status=status)
             return body
@@ -626,8 +791,10 @@ class ListenBrainzClient:
         return classify
 
     def _get(self, what: str, *parts: str, user: str | None = None,
-             params: dict[str, int] | None = None) -> dict[str, Any]:
-        return self.http.request("GET", self._url(*parts), classify=self._classify(what, user=user),
+             params: dict[str, int] | None = None,
+             decode: Callable[[bytes], Any] | None = None) -> Any:
+        return self.http.request("GET", self._url(*parts),
+                                 classify=self._classify(what, user=user, decode=decode),
                                  params=params or None, headers=self._headers())
 
     # -- endpoints
@@ -661,32 +828,12 @@ class ListenBrainzClient:
             params["max_ts"] = int(max_ts)
         params["count"] = int(count)
         body = self._get(f"the listens of {user!r}", "user", user, "listens",
-                         user=user, params=params)
+                         user=user, params=params, decode=decode_listens_reply)
         try:
-            inner, listens = _page_listens(body)
+            return listens_page(body)
         except ValueError as exc:
             raise ServiceError(f"ListenBrainz sent a malformed listens page for {user!r}",
                                service=SERVICE) from exc
-        skipped: list[str] = []
-        records = parse_listens_page(
-            body, on_invalid=lambda listen, reason: skipped.append(reason)
-        )
-        stamps = [
-            ts for ts in (
-                _timestamp(item.get("listened_at")) if isinstance(item, Mapping) else None
-                for item in listens
-            ) if ts is not None
-        ]
-        count_value = inner.get("count")
-        return ListensPage(
-            records=records,
-            count=count_value if isinstance(count_value, int) else len(listens),
-            newest_ts=max(stamps) if stamps else None,
-            oldest_ts=min(stamps) if stamps else None,
-            latest_listen_ts=_timestamp(inner.get("latest_listen_ts")) or 0,
-            oldest_listen_ts=_timestamp(inner.get("oldest_listen_ts")) or 0,
-            skipped=tuple(skipped),
-        )
 
     def listen_count(self, user: str) -> int:
         """The user's total listen count (the server caches it for up to 5 minutes)."""
