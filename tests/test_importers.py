@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from scrobbler_cli.archive import Archive
-from scrobbler_cli.importers import import_file, parse_scrob
+from scrobbler_cli.importers import import_file, parse_scrob, parse_scrob_line
 from scrobbler_cli.models import Account, SourceRecord
 
 IMPORT = Path(__file__).resolve().parent / "fixtures" / "import"
@@ -402,3 +404,75 @@ def test_restore_then_sync_adds_no_duplicate_of_an_offset_sighting(scrob, tmp_pa
     with Archive(db(tmp_path, "two.db")) as archive:
         again = archive.save_records(lb, [SourceRecord(t + 90, "A", "S")])  # a re-sync
         assert (again.duplicates, again.new, archive.count()) == (1, 0, 1)
+
+
+# Lines of every shape parse_scrob reads or refuses: the fast line parser must read each
+# as parse_scrob does, or leave it to parse_scrob (None), and never accept one it refuses.
+_T = b'"listened_at":1700000000,'
+ODD_SCROB_LINES = [
+    b'{' + _T + b'"artist":"A","track":"T"}',
+    b'{' + _T + b'"artist":"A","track":"T","album":"B","duration":200,"recording_mbid":"r",'
+    b'"release_mbid":"s","artist_mbids":["m1","m2"],"accounts":["lastfm:al","listenbrainz:al"],'
+    b'"account_times":{"lastfm:al":1700000010}}',
+    b'{"listened_at":1700000000.9,"artist":"A","track":"T"}',
+    b'{"listened_at":true,"artist":"A","track":"T"}',
+    b'{"listened_at":"1700000000","artist":"A","track":"T"}',
+    b'{"listened_at":100000000000000000000,"artist":"A","track":"T"}',
+    b'{"listened_at":18446744073709551615,"artist":"A","track":"T"}',
+    b'{"listened_at":1' + b'0' * 400 + b',"artist":"A","track":"T"}',
+    b'{"listened_at":-5,"artist":"A","track":"T"}',
+    b'{"listened_at":1e999,"artist":"A","track":"T"}',
+    b'{' + _T + b'"artist":"  ","track":"T"}',
+    b'{' + _T + b'"track":"T"}',
+    b'{' + _T + b'"artist":"A","track":"T","duration":3.5}',
+    b'{' + _T + b'"artist":"A","track":"T","duration":3.0}',
+    b'{' + _T + b'"artist":"A","track":"T","duration":true}',
+    b'{' + _T + b'"artist":"A","track":"T","duration":null,"album":null}',
+    b'{' + _T + b'"artist":"A","track":"T","duration":"200"}',
+    b'{' + _T + b'"artist":"A","track":"T","album":"","recording_mbid":""}',
+    b'{' + _T + b'"artist":"A","track":"T","recording_mbid":5}',
+    b'{' + _T + b'"artist":"A","track":"T","artist_mbids":[]}',
+    b'{' + _T + b'"artist":"A","track":"T","artist_mbids":""}',
+    b'{' + _T + b'"artist":"A","track":"T","artist_mbids":[1]}',
+    b'{' + _T + b'"artist":"A","track":"T","accounts":[]}',
+    b'{' + _T + b'"artist":"A","track":"T","accounts":""}',
+    b'{' + _T + b'"artist":"A","track":"T","accounts":["bad"]}',
+    b'{' + _T + b'"artist":"A","track":"T","accounts":[1]}',
+    b'{' + _T + b'"artist":"A","track":"T","account_times":{"lastfm:al":-1}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_times":{"lastfm:al":true}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_times":{"lastfm:al":2199023255553}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_times":[]}',
+    b'{' + _T + b'"artist":"A","track":"T","account_times":{}}',
+    b'{' + _T + b'"artist":"A","track":"T","note":"kept as raw"}',
+    b'{' + _T + b'"artist":"A","track":"T","sources":["lastfm:al"]}',
+    b'{' + _T + b'"artist":"A","artist":"B","track":"T"}',
+    b'{' + _T + b'"artist":"A","track":"T\\u0000\\u00e9\\u0007"}',
+    b'{' + _T + b'"artist":"\\ud800","track":"T"}',
+    b'{' + _T + b'"artist":"A\xff","track":"T"}',
+    b'{' + _T + b'"artist":"A","track":"T"',
+    b'[1700000000,"A","T"]',
+    b'"A - T"',
+]
+
+
+def _scrob(line: bytes) -> Any:
+    """What the general way makes of a line (None: it is refused)."""
+    try:
+        obj = orjson.loads(line)
+        record, accounts = parse_scrob(obj, line.decode())
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+    return record, accounts, obj.get("account_times") or {}
+
+
+def test_parse_scrob_line_reads_a_line_as_parse_scrob_does() -> None:
+    plain = [line for line in SCROB_NDJSON.read_bytes().splitlines() if line.strip()]
+    for line in plain:  # the lines scrob writes take the fast way
+        assert parse_scrob_line(line) is not None and parse_scrob_line(line) == _scrob(line)
+    fast = 0
+    for line in ODD_SCROB_LINES:
+        found = parse_scrob_line(line)
+        if found is not None:
+            fast += 1
+            assert found == _scrob(line), line
+    assert fast >= 10
