@@ -29,6 +29,7 @@ from .models import Account, SaveResult, SourceRecord
 FORMATS = ("auto", "scrob", "listenbrainz")
 BATCH = 20_000
 MAX_TS = 2**40  # account_times beyond this are not seconds
+_INT64 = 2**63  # SQLite's integers are in [-2**63, 2**63)
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]*:.+$")
 # The keys of `scrob listens --json`: a line with no others is fully re-derivable from
 # the listen row, so its raw text is not stored again.
@@ -75,7 +76,8 @@ def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[s
     if type(track) is not str or not track.strip():
         raise ValueError("track is missing or empty")
     duration = get("duration")
-    if duration is not None and type(duration) is not int:
+    if duration is not None and (type(duration) is not int
+                                 or not -_INT64 <= duration < _INT64):  # SQLite's integers
         raise ValueError("duration must be whole seconds")
     mbids = get("artist_mbids") or ()
     if mbids and (type(mbids) is not list or any(type(m) is not str for m in mbids)):
@@ -130,19 +132,21 @@ def parse_scrob_line(line: bytes) -> Scrob | None:
     reports as before."""
     try:
         line_ = _SCROB_LINE.decode(line)
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
         return None
     ts = line_.listened_at
     if type(ts) is not int:
         ts = int(ts)
     accounts = line_.accounts or ()
     times = line_.account_times
-    if (not 0 <= ts <= MAX_TS  # (orjson, the general way, refuses some numbers msgspec reads)
+    duration = line_.duration
+    # (bounds first: msgspec reads integers of any size, orjson not past 64 bits)
+    if (not 0 <= ts <= MAX_TS or (duration is not None and not -_INT64 <= duration < _INT64)
             or not line_.artist.strip() or not line_.track.strip()
             or (accounts and not all(map(_ACCOUNT.match, accounts)))
             or (times and not all(0 <= t <= MAX_TS for t in times.values()))):
         return None
-    record = SourceRecord(ts, line_.artist, line_.track, line_.album or None, line_.duration,
+    record = SourceRecord(ts, line_.artist, line_.track, line_.album or None, duration,
                           line_.recording_mbid or None, line_.release_mbid or None,
                           tuple(line_.artist_mbids or ()), None, None)
     return record, tuple(accounts), times or {}
@@ -294,8 +298,8 @@ def import_file(
         default_account = Account.parse(f"listenbrainz:{user}")
 
     report = ImportReport(path=str(path), format=fmt)
-    pending: dict[str, list[SourceRecord]] = {}  # per account (as written: "service:name")
-    known: dict[str, Account] = {default_account.source: default_account}
+    pending: dict[Account, list[SourceRecord]] = {}
+    known: dict[str, Account] = {default_account.source: default_account}  # as written
     default_accounts = (default_account.source,)
     parser: Callable[..., tuple[SourceRecord, tuple[str, ...]]] | None = None
     if fmt != "auto":
@@ -308,10 +312,10 @@ def import_file(
 
     saver = archive.saver(tally)
 
-    def flush(acct: str) -> None:
-        batch = pending.pop(acct, [])
+    def flush(account: Account) -> None:
+        batch = pending.pop(account, [])
         if batch:
-            saver.save(known[acct], batch)
+            saver.save(account, batch)
 
     def parsed() -> Iterator[tuple[str, Scrob | str]]:
         """(where, (record, accounts, account times) or the reason it is invalid)."""
@@ -355,15 +359,14 @@ def import_file(
                 record, accounts, times = found
                 report.records += 1
                 for acct in accounts or default_accounts:
-                    if acct not in known:
-                        known[acct] = Account.parse(acct)
-                    batch = pending.get(acct)
-                    if batch is None:
-                        batch = pending[acct] = []
+                    # one batch per account, however its name is spelled (Last.fm names
+                    # fold case): its records are saved together, in the file's order
+                    account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
+                    batch = pending.setdefault(account, [])
                     own = times.get(acct)  # that account's own time of the play, if it differs
                     batch.append(record if own is None else replace(record, listened_at=own))
                     if len(batch) >= BATCH:
-                        flush(acct)
+                        flush(account)
                 if on_progress and report.records % 10_000 == 0:
                     on_progress(report.records)
             for account in list(pending):

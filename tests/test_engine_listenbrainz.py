@@ -148,6 +148,26 @@ def test_walk_reads_a_second_fuller_than_a_page_from_both_ends() -> None:
     assert (None, T0 + 6, 10) in server.calls
 
 
+def test_walk_knows_a_listen_read_from_both_ends_whatever_its_spelling() -> None:
+    """A reply msgspec reads keeps each listen's bytes; one it refuses (a NaN somewhere)
+    is read as plain JSON and keeps canonical JSON: the two reads of a crowded second
+    may spell one listen two ways, and it must still arrive once."""
+
+    class Respelling(StubServer):
+        def listens(self, user: str, **kwargs: Any) -> ListensPage:
+            page = super().listens(user, **kwargs)
+            if kwargs.get("min_ts") is None:  # the read from the other end
+                for r in page.records:
+                    r.raw = json.dumps(json.loads(r.raw or ""), indent=1).encode()
+            return page
+
+    stamps = [T0] * 3 + [T0 + 5] * 15 + [T0 + 9] * 2
+    server = Respelling(stamps)
+    seen, steps = run_walk(server, count=10)
+    assert_complete_and_safe(server, seen, steps)
+    assert seen == run_walk(StubServer(stamps), count=10)[0]  # no listen twice more
+
+
 def test_walk_ends_with_a_warning_when_a_second_holds_more_than_two_pages() -> None:
     stamps = [T0 + 5] * 25 + [T0 + 9]
     server = StubServer(stamps)

@@ -476,3 +476,46 @@ def test_parse_scrob_line_reads_a_line_as_parse_scrob_does() -> None:
             fast += 1
             assert found == _scrob(line), line
     assert fast >= 10
+
+
+def test_records_of_one_account_are_saved_together_however_it_is_spelled(
+        tmp_path: Path) -> None:
+    """Two spellings of one account (ListenBrainz names fold case) make one batch, saved
+    in the file's order: which record becomes the listen and which its sighting follows
+    from that, as in any import."""
+    path = tmp_path / "spellings.ndjson"
+    path.write_text(
+        '{"listened_at":1700000000,"artist":"A","track":"T","album":"X",'
+        '"accounts":["listenbrainz:Al"]}\n'
+        '{"listened_at":1700000900,"artist":"A","track":"T","album":"Y",'
+        '"accounts":["lastfm:bob"]}\n'
+        '{"listened_at":1700000901,"artist":"A","track":"T","album":"Z",'
+        '"accounts":["listenbrainz:al"]}\n', encoding="utf-8")
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, path)
+        listens = list(archive.listens())
+    assert (report.records, report.new, report.merged) == (3, 2, 1)
+    assert [(x.listened_at, x.album, x.accounts) for x in listens] == [
+        (1700000000, "X", ("listenbrainz:al",)),
+        (1700000901, "Z", ("lastfm:bob", "listenbrainz:al")),
+    ]
+
+
+def test_lines_past_what_json_or_sqlite_can_hold(tmp_path: Path) -> None:
+    """A duration past SQLite's integers is an invalid line (it stopped the import); a
+    line nested as deep as orjson reads is imported (msgspec gives up sooner)."""
+    deep = "[" * 1020 + "]" * 1020
+    path = tmp_path / "odd.ndjson"
+    path.write_text(
+        '{"listened_at":1700000000,"artist":"A","track":"T","duration":18446744073709551616}\n'
+        '{"listened_at":1700000001,"artist":"A","track":"T","duration":9223372036854775808}\n'
+        '{"listened_at":1700000002,"artist":"A","track":"U","sources":' + deep + '}\n'
+        '{"listened_at":1700000003,"artist":"A","track":"V","duration":-1}\n',
+        encoding="utf-8")
+    problems: list[tuple[str, str]] = []
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, path, on_problem=lambda *p: problems.append(p))
+        kept = [(x.track, x.duration) for x in archive.listens()]
+    assert problems == [("odd.ndjson:1", "duration must be whole seconds"),
+                        ("odd.ndjson:2", "duration must be whole seconds")]
+    assert report.invalid == 2 and kept == [("U", None), ("V", -1)]

@@ -23,8 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..archive import Archive
 from ..errors import AuthRejected, CredentialsError, ServiceError
-from ..models import Account, ExportReport, Listen, Page, Progress, ServiceConfig, SyncReport
-from ..services.http import Http, make_client
+from ..models import (
+    Account,
+    ExportReport,
+    Listen,
+    Page,
+    Progress,
+    ServiceConfig,
+    SourceRecord,
+    SyncReport,
+)
+from ..services.http import Http, canonical_bytes, loads, make_client
 from ..services.listenbrainz import (
     DEFAULT_API_ROOT,
     LISTENED_AT_ALLOWED_SKEW,
@@ -183,8 +192,9 @@ def walk(
         # All of this full page is one second: read it from the other end as well.
         second = newest
         tail = client.listens(user, max_ts=second + 1, count=count)
-        known = {r.raw for r in page.records}
-        extra = [r for r in tail.records if r.listened_at == second and r.raw not in known]
+        known = {_as_compared(r) for r in page.records}
+        extra = [r for r in tail.records
+                 if r.listened_at == second and _as_compared(r) not in known]
         from_tail = sum(1 for r in tail.records if r.listened_at == second)
         if log and from_tail >= size and len(extra) == from_tail:
             # the two ends did not meet: the second may hold more than both reads
@@ -193,6 +203,13 @@ def walk(
                 f"second may be missing")
         yield Page(page.records + extra, cursor=second), page.count + tail.count
         min_ts = second
+
+
+def _as_compared(record: SourceRecord) -> bytes:
+    """A listen's raw record in one spelling: a reply msgspec reads keeps the server's
+    bytes, one it refuses (a NaN somewhere on the page) is read as plain JSON and keeps
+    canonical JSON, and the same listen must compare equal either way."""
+    return canonical_bytes(loads(record.raw or b"null"))
 
 
 def _groups(pages: Iterator[tuple[Page, int]], clock: Callable[[], float] = time.monotonic

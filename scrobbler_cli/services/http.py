@@ -75,13 +75,17 @@ def canonical_json(value: Any) -> str:
     return canonical_bytes(value).decode("utf-8")
 
 
-def loads(content: bytes) -> Any:
+def loads(content: bytes | str) -> Any:
     """Parse a reply: orjson (pages are hundreds of KB), falling back to the standard
-    library for what only it accepts (NaN, lone surrogates); ValueError if neither can."""
+    library for what only it accepts (NaN, lone surrogates); ValueError if neither can
+    (nesting too deep for either included)."""
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
-        return json.loads(content)
+        try:
+            return json.loads(content)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 _TLS: Future[Any] | None = None  # the TLS context prepare_tls() builds

@@ -137,14 +137,14 @@ def _number(value: Any) -> float | None:
     """A finite number from an int, float or numeric string; None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):  # not a number, or an integer past any float
         return None
     return number if math.isfinite(number) else None
 
@@ -162,14 +162,16 @@ def _text(value: Any) -> str:
 
 
 def _duration(value: Any, millis: Any) -> int | None:
-    """Seconds from ``duration`` or else ``duration_ms``; None when absent or not positive."""
+    """Seconds from ``duration`` or else ``duration_ms``; None when absent, not positive
+    or longer than the server accepts (``MAX_DURATION``, 24 days: no play lasts longer,
+    and a number past SQLite's integers would stop the archive)."""
     if type(value) is int:  # the usual case, on every listen of a sync
-        return value if value > 0 else None
+        return value if 0 < value <= MAX_DURATION else None
     seconds = _number(value)
     if seconds is None:
         millis = _number(millis)
         seconds = None if millis is None else millis // 1000
-    if seconds is None or seconds <= 0:
+    if seconds is None or not 0 < seconds <= MAX_DURATION:
         return None
     return int(seconds)
 
@@ -306,19 +308,22 @@ def parse_listen(listen: Mapping[str, Any]) -> SourceRecord:
 
 def parse_listen_json(raw: bytes | msgspec.Raw) -> SourceRecord:
     """``parse_listen`` for a listen's JSON as received (UTF-8, which is not checked
-    here: ``parse_listens_reply`` checks a whole page); those bytes are its raw record.
+    here: ``decode_listens_reply`` checks a whole page); those bytes are its raw record.
 
     Decoded straight into the few fields scrob reads (a third of the cost of a dict
-    and its canonical JSON, on every listen of a sync). A listen of another shape, or
-    with values msgspec refuses (a lone surrogate, NaN), takes ``parse_listen``'s way.
+    and its canonical JSON, on every listen of a sync). A listen of another shape takes
+    ``parse_listen``'s way and keeps its bytes; one with values msgspec refuses (a lone
+    surrogate, NaN, nesting too deep) gets its canonical JSON, as ``parse_listen`` makes.
     """
     raw = bytes(raw)
     try:
         listen = _LISTEN.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        record = parse_listen(loads(raw))  # ValueError if it is not JSON at all
+    except msgspec.ValidationError:  # (a kind of DecodeError: this one first)
+        record = parse_listen(loads(raw))
         record.raw = raw
         return record
+    except (msgspec.DecodeError, RecursionError):
+        return parse_listen(loads(raw))  # ValueError if it is not JSON at all
     return _parse(listen, None, raw)
 
 
@@ -390,7 +395,7 @@ def decode_listens_reply(content: bytes) -> Any:
     try:
         content.decode("utf-8")  # msgspec does not check the text of what it skips
         return _PAGE.decode(content)
-    except (UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+    except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
         return loads(content)
 
 
@@ -441,8 +446,11 @@ def listens_page(body: Any) -> ListensPage:
 def _raw_stamp(raw: msgspec.Raw) -> int | None:
     try:
         return _timestamp(_STAMP.decode(raw).listened_at)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+    except (msgspec.DecodeError, RecursionError):  # another shape, or values it refuses
+        try:
+            return _dict_stamp(loads(bytes(raw)))
+        except ValueError:
+            return None
 
 
 def _dict_stamp(item: Any) -> int | None:
@@ -736,7 +744,8 @@ class ListenBrainzClient:
     def _classify(self, what: str, *, user: str | None = None, submit: bool = False,
                   decode: Callable[[bytes], Any] | None = None
                   ) -> Callable[[httpx.Response], Any]:
-        """Turn a reply into its JSON object or the right ``ScrobError``.
+        """Turn a reply into its JSON object (or what ``decode`` makes of it) or the
+        right ``ScrobError``.
 
         ``user`` marks a user URL (404 means no such user); ``submit`` makes a 400 a
         ``SubmissionRejected`` carrying the listen the server blamed; ``decode`` decodes
