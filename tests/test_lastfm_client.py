@@ -188,6 +188,11 @@ def test_parse_drops_items_whose_uts_is_no_time() -> None:
     item["date"]["uts"] = "100000000000000000000"
     page = parse_recent_tracks({"recenttracks": {"track": [item], "@attr": {"total": "1"}}})
     assert page.records == []
+    # an infinite number (Infinity or 1e400, which only the standard library reads) too
+    reply = json.dumps({"recenttracks": {"track": [{**item, "date": {"uts": 1e400}}],
+                                         "@attr": {"total": "1e400"}}})
+    page = parse_recent_tracks(json.loads(reply))
+    assert page.records == [] and page.total == 0
 
 
 def test_parse_without_recenttracks_is_transient() -> None:

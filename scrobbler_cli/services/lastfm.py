@@ -115,7 +115,7 @@ def _int(value: Any, default: int = 0) -> int:
     """Last.fm sends most numbers as strings, and sometimes nothing at all."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (int() of an infinite float)
         return default
 
 
