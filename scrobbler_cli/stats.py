@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from heapq import nlargest
+from heapq import nlargest, nsmallest
+from operator import itemgetter
 from sqlite3 import Connection
 
 from .archive import Archive
@@ -22,7 +23,6 @@ BY = ("artists", "albums", "tracks", "all")
 # kind -> its column's place in (artist_id, track_id, album_id)
 _COLUMN = {"artists": 0, "tracks": 1, "albums": 2}
 _FIELD = {"artists": None, "tracks": "track", "albums": "album"}
-_MAX_TIES = 5000
 _CHUNK = 500
 
 _NAMES = {
@@ -104,12 +104,17 @@ def _compute(archive: Archive, start: int, end: int, by: str, limit: int) -> Sta
             for i, n in tail.items():
                 pool[i] += n
         else:
-            # Take the names above the cut and everything tied at it (bounded), so ties
-            # are ordered by name as in the whole-history query.
-            best = nlargest(limit, tail.items(), key=lambda kv: kv[1])
+            # The names above the cut, and of those tied at it the ones with the smallest
+            # keys: ties are ordered by name as in the whole-history query, however many
+            # there are (a long window's tracks heard once each).
+            best = nlargest(limit, tail.items(), key=itemgetter(1))
             floor = best[-1][1] if best else 0
-            tied = [kv for kv in tail.items() if kv[1] == floor][:_MAX_TIES]
-            pool = dict([kv for kv in best if kv[1] > floor] + tied)
+            pool = {i: n for i, n in best if n > floor}
+            tied = [i for i, n in tail.items() if n == floor]
+            if len(pool) + len(tied) > limit:
+                keyed = _chunked(conn, f"SELECT id, key FROM {kind} WHERE id IN ({{}})", tied)
+                tied = [i for i, _ in nsmallest(limit - len(pool), keyed, key=itemgetter(1))]
+            pool.update(dict.fromkeys(tied, floor))
         named = [(a, b, pool[i], key) for i, a, b, key in _chunked(conn, _NAMES[kind], pool)]
         named.sort(key=lambda x: (-x[2], x[3]))
         field = _FIELD[kind]

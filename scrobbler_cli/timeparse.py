@@ -44,12 +44,15 @@ MAX_TIME = 253_402_300_799
 
 
 def _stamp(dt: datetime, tz: tzinfo | None) -> int:
+    """Unix seconds; a time of 1970 before the epoch (its first hours east of UTC) is
+    the epoch: no listen is older, and 1970 is a year users may ask for."""
     if dt.tzinfo is None and tz is not None:
         dt = dt.replace(tzinfo=tz)
     try:
-        return int(dt.timestamp())  # naive: local time through the C library's rules
+        stamp = int(dt.timestamp())  # naive: local time through the C library's rules
     except (OverflowError, OSError, ValueError):
         raise UsageError(f"the date {dt.isoformat()} is out of range") from None
+    return max(stamp, 0) if dt.year >= 1970 else stamp
 
 
 def _checked(stamp: int, text: str) -> int:

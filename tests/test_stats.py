@@ -205,6 +205,23 @@ def test_whole_history_path_agrees_with_windowed_path(db: str) -> None:
     assert whole_after.top_artists[-1].artist == "Zz Old"
 
 
+def test_ties_at_the_cut_go_by_name_however_many_there_are(tmp_path: Path) -> None:
+    # 6,000 artists and tracks heard once each, the alphabetically first one last: a
+    # window's top list must not depend on the order the listens were scanned in.
+    with Archive(tmp_path / "ties.db") as archive:
+        archive.save_records(Account("import", "x"), [
+            SourceRecord(1_000 + i, f"Z{i:04}", f"Song {i:04}") for i in range(6_000)])
+        archive.save_records(Account("import", "x"), [SourceRecord(9_000, "Aaa", "Zed")])
+        window = compute_stats(archive, 1_001, 10_000, limit=3)
+        whole = compute_stats(archive, 0, 10_000, limit=3)
+    assert [a.artist for a in window.top_artists] == ["Aaa", "Z0001", "Z0002"]
+    assert [a.artist for a in whole.top_artists] == ["Aaa", "Z0000", "Z0001"]
+    # a track's key starts with its artist's
+    assert [(t.artist, t.track) for t in window.top_tracks] == [
+        ("Aaa", "Zed"), ("Z0001", "Song 0001"), ("Z0002", "Song 0002")]
+    assert window.total_listens == 6_000 and window.unique_artists == 6_000
+
+
 def test_json_shape_is_exactly_the_contract(scrob, db: str) -> None:
     got = stats(scrob, db, "--range", "all")
     assert list(got) == ["from", "to", "total_listens", "unique_artists", "unique_tracks",
@@ -279,3 +296,14 @@ def test_conflicting_periods_exit_2(scrob, db: str, args: list[str]) -> None:
     assert result.out == ""
     assert result.err.count("\n") == 1
     assert "cannot be combined" in result.err
+
+
+@pytest.mark.parametrize("args", [["--from", "1970-01-01"], ["--year", "1970"],
+                                  ["--month", "1970-01"]])
+def test_1970_east_of_utc_starts_at_the_epoch(scrob, db: str, args: list[str]) -> None:
+    # Midnight of 1 January 1970 in Berlin is an hour before the epoch
+    got = stats(scrob, db, *args, "--tz", "Europe/Berlin")
+    assert got["from"] == 0
+    assert got["total_listens"] == (10 if args[0] == "--from" else 0)
+    early = scrob("--db", db, "stats", "--json", "--from", "1969-12-31", "--tz", "UTC")
+    assert early.code == 2 and "1970" in early.err

@@ -35,8 +35,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Listening statistics from the archive (works offline).
 
-        Each listen counts once however many services saw it. Calendar periods
-        (--year, --month, dates) use --tz or the system's local zone.
+        Each listen counts once however many services saw it; names with equal
+        counts are listed alphabetically. Calendar periods (--year, --month, dates)
+        use --tz or the system's local zone.
         """
         from .. import render
         from ..errors import UsageError
