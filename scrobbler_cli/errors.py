@@ -31,6 +31,9 @@ class ScrobError(Exception):
     """Base of every error scrob expects; ``exit_code`` is what the CLI exits with."""
 
     exit_code = 1
+    #: What a long job had done when this stopped it (a sync's ``SyncReport``: what
+    #: it fetched and saved stays in the archive), for a summary of the failure.
+    partial: object = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

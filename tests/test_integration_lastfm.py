@@ -273,6 +273,31 @@ def test_a_service_failing_after_retries_exits_4(lastfm_env: FakeLastfm, scrob: 
     assert result.code == 4 and "503" in result.err and result.err.count("\n") == 1
 
 
+def test_pages_read_before_a_failure_are_saved_and_reported(
+        lastfm_env: FakeLastfm, scrob: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page 2 of 5 keeps failing: the older pages read before it are saved with their
+    cursor (a re-run need not read them again), and the summary of `sync all` counts
+    them."""
+    lastfm_env.add_scrobbles("alice", history(1000))  # five pages, read oldest first
+    served = lastfm_env.handle
+
+    def handle(http_method: str, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        if params.get("method") == "user.getRecentTracks" and params.get("page") == "2":
+            return 503, "application/json", '{"error": 16, "message": "down"}', False
+        return served(http_method, path, params)
+
+    monkeypatch.setattr(lastfm_env, "handle", handle)
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # a second account: `all`
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "http://127.0.0.1:9")
+    result = scrob("sync", "all", "--json")
+    assert result.code == 4
+    report = {r["service"]: r for r in result.ndjson()}["lastfm"]
+    saved = archive_listens(scrob)
+    assert saved == server_history(lastfm_env)[:600]
+    assert report["fetched"] == report["new"] == 600
+    assert report["cursor"] == saved[-1][0] and report["complete"] is False
+
+
 def test_a_page_that_keeps_coming_back_empty_exits_4(lastfm_env: FakeLastfm, scrob: Any,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Page 2 with no scrobbles (the total unchanged) is never taken as it is, and when

@@ -251,6 +251,41 @@ def test_sync_all_continues_past_a_failing_account(
     assert cursor_of(db, "lastfm", "bob") is not None
 
 
+def test_sync_all_reports_what_a_failing_account_saved_before_it_failed(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from scrobbler_cli.engines import listenbrainz as engine
+
+    monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
+    lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(4500)])
+    answer = lb.handle
+    pages = [0]
+
+    def third_page_on_fails(entry: Any) -> tuple[int, dict[str, str], bytes]:
+        if entry.path.endswith("/listens"):
+            pages[0] += 1
+            if pages[0] > 2:
+                return 503, {}, b'{"code": 503, "error": "down"}'
+        return answer(entry)
+
+    monkeypatch.setattr(lb, "handle", third_page_on_fails)
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("bob", [(T0 + i * 600, "A", f"T{i}", "Album") for i in range(30)])
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "bob")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        result = scrob("sync", "all", "--json")
+    assert result.code == 4
+    report = {r["service"]: r for r in result.ndjson()}["listenbrainz"]
+    assert "503" in report["error"] and report["complete"] is False
+    # two pages of 1000 were saved before the third kept failing (the second starts at
+    # the first's last second again), and the summary says so
+    assert report["fetched"] == 2000 == report["new"] + report["duplicates"]
+    assert report["new"] == len(archived(db)) == 1999
+    assert report["requests"] >= 3
+    assert report["cursor"] == cursor_of(db) is not None
+
+
 def test_both_services_seeing_the_same_plays_are_counted_once(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -186,7 +186,9 @@ class BackgroundSaver(Saver):
                                f"{self._proc.returncode})")
 
     def abort(self) -> None:
-        """Hand over what is held (it is whole: records and cursor), then stop."""
+        """Hand over what is held (it is whole: records and cursor), then stop; the
+        batches the child saved meanwhile still reach ``on_saved`` (a summary of the
+        failure counts them)."""
         if self._proc is None:
             return
         try:
@@ -194,6 +196,14 @@ class BackgroundSaver(Saver):
         except ArchiveError:
             pass
         self._stop(DRAIN_WAIT)
+        while True:
+            try:
+                reply = self._replies.get_nowait()
+            except Empty:
+                return
+            if reply is None or reply[0] == "error":
+                return  # nothing after an error was saved
+            self._report(SaveResult(*reply[1:]))
 
     # -- the parent's side of the pipe ---------------------------------------------------
 

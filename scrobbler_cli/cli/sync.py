@@ -54,8 +54,10 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                     raise
                 failure = failure or exc
                 failed.append(f"{service}: {redact(str(exc))}")
-                report = SyncReport(service=service, user=cfg.user or "",
-                                    error=redact(str(exc)))
+                # what it fetched and saved before failing stays in the archive
+                report = (exc.partial if isinstance(exc.partial, SyncReport)
+                          else SyncReport(service=service, user=cfg.user or ""))
+                report.error = redact(str(exc))
                 if cfg.user:  # what the archive holds for it still stands
                     report.cursor = archive.get_cursor(Account.parse(f"{service}:{cfg.user}"))
             if json_:

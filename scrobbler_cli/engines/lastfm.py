@@ -38,7 +38,7 @@ from functools import partial
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CredentialsError, ServiceError, ServiceUnavailable
+from ..errors import CredentialsError, ScrobError, ServiceError, ServiceUnavailable
 from ..models import Account, ExportReport, Listen, Progress, ServiceConfig, SyncReport
 from ..services.http import Http, make_client
 from ..services.lastfm import (
@@ -303,41 +303,48 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
             batch: list[Any] = []
             batched = 0
             drift: str | None = None
-            for page in range(pages, 0, -1):
-                if page == 1:
-                    result = first
-                else:
-                    while queued >= 2 and len(pending) < depth:
-                        pending.append((queued, fetcher.submit(partial(fetch, queued, start))
-                                        if fetcher else None))
-                        queued -= 1
-                    number, future = pending.popleft()
-                    assert number == page
-                    result = future.result() if future else fetch(page, start)
-                drift = _mismatch(result, page, total, pages, page_size, older)
-                for _ in range(2):  # a page of the wrong size, total unchanged: ask again
-                    if drift != "size":
-                        break
-                    result = fetch(page, start)
+            try:
+                for page in range(pages, 0, -1):
+                    if page == 1:
+                        result = first
+                    else:
+                        while queued >= 2 and len(pending) < depth:
+                            pending.append((queued, fetcher.submit(partial(fetch, queued, start))
+                                            if fetcher else None))
+                            queued -= 1
+                        number, future = pending.popleft()
+                        assert number == page
+                        result = future.result() if future else fetch(page, start)
                     drift = _mismatch(result, page, total, pages, page_size, older)
-                if drift == "size" and not result.records:
-                    # nothing to take and no bound to move to: read again from the last
-                    # one, like a change of the window (a stall if it keeps happening)
-                    drift = f"page {page} of {pages} came back empty"
-                elif drift == "size":  # Last.fm keeps sending it so: take it as it is
-                    if log:
-                        log(f"lastfm: page {page} keeps an unexpected number of items")
-                    drift = None
-                if drift:
-                    break
-                older = to if page == 1 else max(r.listened_at for r in result.records)
-                batch.extend(result.records)
-                batched += 1
-                arrived = page == 2 or bool(pending and pending[0][1] and pending[0][1].done())
-                if page == 1 or not arrived or len(batch) >= group:
-                    claimed = max(claimed, older)
-                    yield batch, claimed, batched
-                    given, batch, batched = claimed, [], 0
+                    for _ in range(2):  # a page of the wrong size, total unchanged: ask again
+                        if drift != "size":
+                            break
+                        result = fetch(page, start)
+                        drift = _mismatch(result, page, total, pages, page_size, older)
+                    if drift == "size" and not result.records:
+                        # nothing to take and no bound to move to: read again from the last
+                        # one, like a change of the window (a stall if it keeps happening)
+                        drift = f"page {page} of {pages} came back empty"
+                    elif drift == "size":  # Last.fm keeps sending it so: take it as it is
+                        if log:
+                            log(f"lastfm: page {page} keeps an unexpected number of items")
+                        drift = None
+                    if drift:
+                        break
+                    older = to if page == 1 else max(r.listened_at for r in result.records)
+                    batch.extend(result.records)
+                    batched += 1
+                    arrived = page == 2 or bool(pending and pending[0][1] and pending[0][1].done())
+                    if page == 1 or not arrived or len(batch) >= group:
+                        claimed = max(claimed, older)
+                        yield batch, claimed, batched
+                        given, batch, batched = claimed, [], 0
+            except (ScrobError, KeyboardInterrupt):
+                # a page failing after its retries, or Ctrl-C: the pages checked
+                # before it are still good, and a re-run need not read them again
+                if batch and older is not None:
+                    yield batch, max(claimed, older), batched
+                raise
             if batch and older is not None:  # checked pages before a change: still good
                 claimed = max(claimed, older)
                 yield batch, claimed, batched
@@ -430,6 +437,9 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
                 done[0] += n
                 if options.on_progress:
                     options.on_progress(Progress(done[0], None, report.fetched))
+    except ScrobError as exc:
+        exc.partial = report
+        raise
     finally:
         stop.set()
         pages.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..archive import Archive
-from ..errors import AuthRejected, CredentialsError, ServiceError
+from ..errors import AuthRejected, CredentialsError, ScrobError, ServiceError
 from ..models import (
     Account,
     ExportReport,
@@ -222,17 +222,24 @@ def _groups(pages: Iterator[tuple[Page, int]], clock: Callable[[], float] = time
     pages that arrive within half a second keeps that low, while on a paced server
     (ListenBrainz allows about 3 requests a second) each page is still committed as soon
     as it and at most one more page have arrived. Each group is saved with the cursor of
-    its last page, so correctness is the same as page by page.
+    its last page, so correctness is the same as page by page. When the walk fails or
+    is interrupted, the pages that arrived before are handed on first (then the error):
+    a re-run need not fetch them again.
     """
     group: list[tuple[Page, int]] = []
     started = 0.0
-    for item in pages:
-        if not group:
-            started = clock()
-        group.append(item)
-        if len(group) >= GROUP_PAGES or clock() - started >= GROUP_SECONDS:
+    try:
+        for item in pages:
+            if not group:
+                started = clock()
+            group.append(item)
+            if len(group) >= GROUP_PAGES or clock() - started >= GROUP_SECONDS:
+                yield group
+                group = []
+    except (ScrobError, KeyboardInterrupt):
+        if group:
             yield group
-            group = []
+        raise
     if group:
         yield group
 
@@ -291,6 +298,9 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
             # sync started. Saying so lets export tell "empty" from "never synced".
             archive.set_cursor(account, started)
         report.complete = True
+    except ScrobError as exc:
+        exc.partial = report
+        raise
     finally:
         report.requests = client.http.requests
         _close(client)
