@@ -138,6 +138,8 @@ def test_gives_up_after_attempts(router: respx.MockRouter) -> None:
         get(http)
     assert caught.value.status == 503
     assert route.call_count == 4 and len(t.sleeps) == 3 and http.requests == 4
+    # the one line a user sees says what to do
+    assert str(caught.value).endswith("(svc kept failing (4 attempts); try again later)")
 
 
 def test_non_json_success_is_transient(router: respx.MockRouter) -> None:

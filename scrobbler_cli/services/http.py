@@ -274,9 +274,16 @@ class Http:
             sleep=self.sleep,
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, url, classify, kwargs)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._once(method, url, classify, kwargs)
+        except ServiceUnavailable as exc:
+            if exc.hint is None:  # the last attempt's error: say what to do about it
+                exc.hint = (f"{self.service} kept failing"
+                            + (f" ({self.attempts} attempts)" if self.attempts > 1 else "")
+                            + "; try again later")
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, method: str, url: str, classify: Callable[[httpx.Response], T],
