@@ -142,20 +142,20 @@ def test_from_without_to_runs_until_now(scrob, db: str) -> None:
 def test_rolling_ranges_end_now(scrob, tmp_path: Path) -> None:
     now = int(time.time())
     day = 86400
-    ages = [1, 6, 20, 60, 120, 300, 1000]  # days ago
+    ages = [0, 1, 6, 20, 60, 120, 300, 1000]  # days ago (0: this very second)
     path = tmp_path / "rolling.db"
     with Archive(path) as archive:
         archive.save_records(LASTFM, [SourceRecord(now - a * day, f"Artist {a}", "Track")
                                       for a in ages])
     db = str(path)
-    expected = {"week": 2, "month": 3, "quarter": 4, "half-year": 5, "year": 6, "all": 7}
+    expected = {"week": 3, "month": 4, "quarter": 5, "half-year": 6, "year": 7, "all": 8}
     for name, total in expected.items():
         got = stats(scrob, db, "--range", name)
         assert got["total_listens"] == total, name
         assert got["to"] >= now
     week = stats(scrob, db, "--range", "week")
     assert week["to"] - week["from"] == 7 * day
-    assert stats(scrob, db)["total_listens"] == 3  # the default is a rolling month
+    assert stats(scrob, db)["total_listens"] == 4  # the default is a rolling month
 
 
 def test_by_and_limit(scrob, db: str) -> None:

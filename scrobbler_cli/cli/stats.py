@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
                                  "--from is in the future (--to defaults to now)")
         elif (range_ or "month") == "all":
             start, end = 0, now + 1
-        else:
-            start, end = rolling(range_ or "month", now)
+        else:  # up to and including this second, as "all" and --from without --to
+            start, end = rolling(range_ or "month", now + 1)
         with state().archive(readonly=True) as archive:
             report = compute_stats(archive, start, end, by=by, limit=limit)
         if json_:
