@@ -37,13 +37,15 @@ def cli_reference() -> str:
     from scrobbler_cli.cli import build_app
 
     root = typer.main.get_command(build_app())
-    ctx = click.Context(root, info_name="scrob", terminal_width=88, max_content_width=88)
+    ctx = click.Context(root, info_name="scrob", terminal_width=88, max_content_width=88,
+                        **root.context_settings)  # -h as well as --help, as the app has
     parts = [
         "# Command reference\n",
         "Generated from the code by `python3 scripts/gen_docs.py`; do not edit by hand.\n",
         "Exit codes: 0 done, 1 internal error (a bug), 2 usage error, 3 credentials missing,",
         "rejected or not storable, 4 a remote service failed after retries or is unreachable,",
-        "5 the archive is busy or cannot be opened, 6 bad input data.\n",
+        "5 the archive is busy or cannot be opened, 6 bad input data, 130 interrupted (Ctrl-C;",
+        "what was saved stays).\n",
     ]
     for path, cmd, cctx in _walk(root, ctx, ["scrob"]):
         parts.append(f"## `{' '.join(path)}`\n")

@@ -80,9 +80,14 @@ class Settings:
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.values[name]
+            value = self.values[name]
         except KeyError:
             raise AttributeError(name) from None
+        if name.endswith("_api_url") and self.origin[name] != "default":
+            # checked where it is used: a typo in one service's root stops only the
+            # commands that talk to it (``scrob stats`` never does)
+            return _url(name, value)
+        return value
 
 
 def load() -> Settings:
@@ -100,25 +105,35 @@ def load() -> Settings:
             values[name] = default
             origin[name] = "default"
             continue
-        values[name] = _coerce(name, raw, default)
+        where = (env if env and origin[name] == "env"
+                 else f"[{section}] {key} in the settings file")
+        values[name] = _coerce(name, raw, default, where)
     return Settings(values, origin)
 
 
-def _coerce(name: str, raw: Any, default: Any) -> Any:
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            value = type(default)(raw)
-        except (TypeError, ValueError, OverflowError):
-            raise UsageError(f"the setting {name} must be a number, not {raw!r}") from None
-        # a negative tolerance or wait is never meant, and a negative match tolerance
-        # would let the archive miss a record it already holds
-        if not 0 <= value < float("inf"):
-            raise UsageError(f"the setting {name} must be a number of at least 0, "
-                             f"not {raw!r}")
-        return value
-    if name.endswith("_api_url"):
-        return _url(name, str(raw))
-    return str(raw)
+def _coerce(name: str, raw: Any, default: Any, where: str) -> Any:
+    """A setting as its default's type; ``where`` names it for the user (the variable,
+    or the settings file's key)."""
+    if not isinstance(default, (int, float)) or isinstance(default, bool):
+        return str(raw)
+    whole = isinstance(default, int)  # seconds compared with whole-second times
+    kind = "a whole number" if whole else "a number"
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        number = float(raw)
+        value = int(number) if whole else number
+        if whole and value != number:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{where} must be {kind}, not {raw!r}") from None
+    # a negative tolerance or wait is never meant (a negative match tolerance would let
+    # the archive miss a record it already holds), and no requests a second is no pace
+    low_ok = value > 0 if name == "lastfm_rate" else value >= 0
+    if not low_ok or value == float("inf"):
+        bound = "more than 0" if name == "lastfm_rate" else "at least 0"
+        raise UsageError(f"{where} must be {kind} of {bound}, not {raw!r}")
+    return value
 
 
 def _url(name: str, value: str) -> str:

@@ -521,3 +521,17 @@ def test_listens_refuses_contradictory_options(scrob, db: Path) -> None:
                        (("--json", "--format", "csv"), "two formats")):
         result = scrob("listens", *args)
         assert (result.code, result.out) == (2, "") and says in result.err
+
+
+@pytest.mark.parametrize("args", [["listens"], ["stats"], ["import", "FILE"]])
+def test_a_directory_as_the_archive_is_named_as_one(scrob, tmp_path: Path,
+                                                   args: list[str]) -> None:
+    data = tmp_path / "h.ndjson"
+    data.write_text('{"listened_at": 1700000000, "artist": "A", "track": "T"}\n')
+    folder = tmp_path / "music"
+    folder.mkdir()
+    result = scrob("--db", str(folder), *[str(data) if a == "FILE" else a for a in args])
+    assert result.code == 5 and result.out == ""
+    assert result.err.count("\n") == 1
+    assert "is a directory" in result.err and "scrob --db PATH" in result.err
+    assert list(folder.iterdir()) == []  # nothing was made inside it

@@ -351,3 +351,54 @@ def test_choosing_the_keyring_backend_skips_the_macos_bindings_elsewhere(
     assert credentials._keyring() is keyring
     assert seen == [None if blocked else "importable"]  # None: its import raises
     assert credentials._MACOS_API not in sys.modules  # nothing left blocked after it
+
+
+@pytest.mark.parametrize(("env", "value", "said"), [
+    ("SCROB_LASTFM_RATE", "-1", "SCROB_LASTFM_RATE must be a number of more than 0"),
+    ("SCROB_LASTFM_RATE", "0", "SCROB_LASTFM_RATE must be a number of more than 0"),
+    ("SCROB_MATCH_TOLERANCE", "1.5", "SCROB_MATCH_TOLERANCE must be a whole number, not"),
+    ("SCROB_MATCH_TOLERANCE", "nan", "SCROB_MATCH_TOLERANCE must be a whole number, not"),
+    ("SCROB_LOCK_WAIT", "inf", "SCROB_LOCK_WAIT must be a number of at least 0"),
+])
+def test_a_bad_number_names_the_variable_it_came_from(
+        scrob, monkeypatch: pytest.MonkeyPatch, env: str, value: str, said: str) -> None:
+    monkeypatch.setenv(env, value)
+    result = scrob("auth", "status")
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert said in result.err
+
+
+@pytest.mark.parametrize(("toml", "said"), [
+    ("[archive]\nmatch_tolerance = 120.5\n",
+     "[archive] match_tolerance in the settings file must be a whole number"),
+    ("[archive]\nlock_wait = true\n", "[archive] lock_wait in the settings file must be"),
+    ("[lastfm]\nrequests_per_second = 0\n", "[lastfm] requests_per_second in the settings"),
+])
+def test_a_bad_number_in_the_file_names_its_key(toml: str, said: str) -> None:
+    write_config(toml)
+    with pytest.raises(UsageError) as caught:
+        config.load()
+    assert said in str(caught.value)
+
+
+def test_whole_numbers_may_be_written_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config("[archive]\nmatch_tolerance = 120.0\nlock_wait = 2\n")
+    monkeypatch.setenv("SCROB_LASTFM_RATE", "2.5")
+    settings = config.load()
+    assert (settings.match_tolerance, settings.lock_wait, settings.lastfm_rate) == (120, 2, 2.5)
+    assert type(settings.match_tolerance) is int
+
+
+def test_a_typo_in_one_api_root_stops_only_what_uses_it(
+        scrob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = tmp_path / "one.ndjson"
+    data.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    monkeypatch.setenv("SCROB_MUSICBRAINZ_API_URL", "nonsense")
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", "ws.audioscrobbler.com")
+    assert scrob("import", str(data)).code == 0
+    assert scrob("stats", "--json").code == 0
+    assert scrob("listens", "--json").code == 0
+    monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", "k" * 32)
+    result = scrob("sync", "lastfm")
+    assert result.code == 2 and "SCROB_LASTFM_API_URL" in result.err

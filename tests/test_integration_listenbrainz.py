@@ -446,15 +446,20 @@ def test_auth_listenbrainz_with_a_bad_or_no_token_exits_3(
     assert not (isolated_env / "home" / "config.toml").exists()
 
 
+@pytest.mark.parametrize("backend", ["fail", "null"])
 def test_auth_listenbrainz_without_a_keyring_names_the_variables(
-        scrob_proc: Any, lb: FakeListenBrainz, isolated_env: Path) -> None:
+        scrob_proc: Any, lb: FakeListenBrainz, isolated_env: Path, backend: str) -> None:
     result = scrob_proc("auth", "listenbrainz", input=TOKEN + "\n", env={
         "SCROB_LISTENBRAINZ_API_URL": lb.url,
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+        "PYTHON_KEYRING_BACKEND": f"keyring.backends.{backend}.Keyring"})
     assert result.code == 3
-    assert "SCROB_LISTENBRAINZ_TOKEN" in result.err and "keyring" in result.err
+    assert result.err.count("\n") == 1
+    for text in ("SCROB_LISTENBRAINZ_USER", "SCROB_LISTENBRAINZ_TOKEN", "keyring"):
+        assert text in result.err
     assert TOKEN not in result.err + result.out
     assert not (isolated_env / "home" / "config.toml").exists()
+    # it stopped before the token was read or sent to the server
+    assert lb.requests_to("/validate-token") == []
 
 
 # --------------------------------------------------------------------------- secrets

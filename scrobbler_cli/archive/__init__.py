@@ -137,10 +137,15 @@ class Archive:
         self._tail_counts: tuple[Counter[int], ...] = ()
         self._saving: list[Any] | None = None
         self._in_transaction = False
+        if not self._memory and self.path.is_dir():
+            raise ArchiveError(f"the archive path {self.path} is a directory",
+                               hint="give the archive file's path: `scrob --db PATH ...` "
+                                    "or SCROB_DB")
         if readonly and not self._memory and not self.path.exists():
             raise ArchiveError(
                 f"no archive at {self.path}",
-                hint="run `scrob sync` or `scrob import` first, or pass --db",
+                hint="run `scrob sync all` or `scrob import FILE` first, or choose another "
+                     "archive with `scrob --db PATH ...`",
             )
         if not readonly and not self._memory and lock:
             try:
@@ -181,7 +186,7 @@ class Archive:
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(
                 f"cannot open the archive {self.path}: {exc}",
-                hint="is it a scrob archive? pass another --db",
+                hint="is it a scrob archive? choose another with `scrob --db PATH ...`",
             ) from None
         return conn
 
@@ -200,7 +205,7 @@ class Archive:
             # Tables, and no scrob schema: another program's database. Migrating would
             # add scrob's tables to it (a step of ours commits with its version).
             raise ArchiveError(f"{self.path} is not a scrob archive: it holds other tables",
-                               hint="pass another --db")
+                               hint="choose another archive with `scrob --db PATH ...`")
         if self.readonly:
             # An older archive: migrate it under the write lock, then read.
             self.conn.close()

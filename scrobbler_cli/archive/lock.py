@@ -34,7 +34,8 @@ class WriteLock:
             ) from None
         except OSError as exc:  # an unwritable directory, a read-only file system
             raise ArchiveError(f"cannot lock the archive at {self.path}: {exc.strerror}",
-                               hint="pass a --db in a directory you can write to") from None
+                               hint="choose an archive in a directory you can write to: "
+                                    "`scrob --db PATH ...` or SCROB_DB") from None
         try:  # tell a curious user which process holds it
             os.truncate(self.path, 0)
             with open(self.path, "a") as fh:

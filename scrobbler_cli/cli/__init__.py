@@ -19,7 +19,8 @@ counts each play once however many services saw it, pushes them on to the other
 service, and answers "what did I listen to?" from the archive, offline.
 
 Exit codes: 0 done, 1 internal error, 2 usage error, 3 credentials missing or
-rejected, 4 a remote service failed, 5 archive busy or unreadable, 6 bad input data.
+rejected, 4 a remote service failed, 5 archive busy or unreadable, 6 bad input data,
+130 interrupted (what was saved stays).
 """
 
 
@@ -207,7 +208,7 @@ def run(args: list[str]) -> int:
         if _state.verbose:
             _traceback()
         error(f"the archive cannot be used: {exc} (check the file, its directory and the "
-              "free disk space; --db chooses another archive)")
+              "free disk space; `scrob --db PATH ...` chooses another archive)")
         return 5
     except Exception as exc:  # noqa: BLE001 - the last resort is a clear bug report
         if _state.verbose:

@@ -19,11 +19,17 @@ def login(json_: Json = False) -> None:
     """
     from .. import config, credentials, render
     from ..engines.listenbrainz import connect
-    from ..errors import CredentialsError, register_secret
+    from ..errors import CredentialsError, KeyringUnavailable, register_secret
     from ..models import ServiceConfig
     from . import state
     from .common import read_secret
 
+    # before the token is asked for or sent anywhere: it can only go to the keyring
+    if not credentials.keyring_usable():
+        raise KeyringUnavailable(
+            "no usable keyring backend to store the ListenBrainz token in",
+            hint="set SCROB_LISTENBRAINZ_USER and SCROB_LISTENBRAINZ_TOKEN instead, or "
+                 "install a file-based backend with `pip install keyrings.alt`")
     token = read_secret(PROMPT)
     if not token:
         raise CredentialsError("no ListenBrainz token was given",

@@ -290,7 +290,9 @@ def check_error(payload: Any, status: int, *, retry_after: float | None = None,
         raise AuthRejected(f"Last.fm rejected the credentials ({detail})",
                            hint=_AUTH_HINTS[code], **fields)
     if code == 6 and (status == 404 or "not found" in said.lower()):
-        raise NotFound(f"Last.fm user not found ({detail})", hint="check the user name",
+        raise NotFound(f"Last.fm user not found ({detail})",
+                       hint="check the user name: --user, SCROB_LASTFM_USER or "
+                            "`scrob auth lastfm`",
                        **fields)
     if status == 429 or status >= 500:
         raise ServiceUnavailable(detail, retry_after=retry_after, **fields)

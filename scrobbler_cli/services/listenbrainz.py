@@ -767,7 +767,9 @@ class ListenBrainzClient:
                     service=SERVICE, status=status, hint=TOKEN_HINT,
                 )
             if status == 404 and user is not None:
-                raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404)
+                raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404,
+                               hint="check the user name: --user, SCROB_LISTENBRAINZ_USER or "
+                                    "`scrob auth listenbrainz`")
             if status == 400 and submit:
                 message, body = _error_body(response)
                 listen: dict[str, Any] = {
