@@ -322,5 +322,6 @@ def test_a_negative_match_tolerance_is_refused(tmp_path: Path, scrob,
                     '{"listened_at": 1700000600, "artist": "A", "track": "U"}\n')
     monkeypatch.setenv("SCROB_MATCH_TOLERANCE", "-1")
     result = scrob("--db", str(tmp_path / "b.db"), "import", str(path))
-    assert result.code == 2 and "SCROB_MATCH_TOLERANCE must be a whole number of at least 0" in result.err
+    assert result.code == 2
+    assert "SCROB_MATCH_TOLERANCE must be a whole number of at least 0" in result.err
     assert "Traceback" not in result.err and not (tmp_path / "b.db").exists()
