@@ -727,3 +727,14 @@ def test_listens_rejected_for_one_reason_are_counted_under_it(
     seed(archive, history(5) + ahead)
     report = engine.export(archive, cfg(fake), ExportOptions())
     assert report.reasons == {"listened_at is more than an hour in the future": 3}
+
+
+def test_listens_with_different_bad_values_are_counted_under_one_reason(
+        fake: FakeListenBrainz, archive: Archive) -> None:
+    bad = [rec(NOW - DAY + i, track=f"T{i}", recording_mbid=f"not-a-uuid-{i}",
+               duration=30 * DAY + i) for i in range(3)]
+    bad += [rec(NOW - DAY + 10 + i, track=f"U{i}", release_mbid=f"{i}" * 7) for i in range(2)]
+    seed(archive, history(5) + bad)
+    report = engine.export(archive, cfg(fake), ExportOptions())
+    assert report.reasons == {"duration is more than the maximum 2073600 (24 days)": 3,
+                              "release_mbid is not a valid MBID": 2}

@@ -533,7 +533,8 @@ def _check_duration(info: Mapping[str, Any], key: str, limit: int) -> str | None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         return f"{key} must be a positive integer"
     if value > limit:
-        return f"{key} {value} is more than the maximum {limit} (24 days)"
+        # (no value in the text: reasons are counted by their text, see ExportReport)
+        return f"{key} is more than the maximum {limit} (24 days)"
     return None
 
 
@@ -569,7 +570,7 @@ def _check_additional_info(info: Any) -> str | None:
     for key in _SINGLE_MBID_KEYS:
         value = info.get(key)
         if value not in (None, "") and not _is_uuid(value):
-            return f"{key} is not a valid MBID: {value!r}"
+            return f"{key} is not a valid MBID"
     for key in _MULTI_MBID_KEYS:
         value = info.get(key)
         if value in (None, []):
@@ -578,7 +579,7 @@ def _check_additional_info(info: Any) -> str | None:
             return f"{key} must be a list of MBIDs"
         bad = [v for v in value if v not in (None, "") and not _is_uuid(v)]
         if bad:
-            return f"{key} holds an invalid MBID: {bad[0]!r}"
+            return f"{key} holds an invalid MBID"
     return None
 
 
