@@ -190,6 +190,32 @@ def test_walk_reads_oldest_page_first_and_ends_at_to(width: int) -> None:
     assert pager.reads == 15  # the first read (page 1) is used again at the end
 
 
+def test_pages_checked_before_a_failing_one_are_yielded_before_the_error() -> None:
+    """Page 2 of 5 fails at once while page 5 is slow: pages 4 and 3 arrive, wait in a
+    batch for the group, and must still come out (with their bound) before the error."""
+    pager = Pager(list(range(1000, 1500)), size=100)  # pages of 100 stamps, 5 pages
+    gate = threading.Event()
+
+    def fetch(page: int, lo: int | None) -> RecentTracksPage:
+        if page == 2:
+            raise ServiceUnavailable("page 2 keeps failing")
+        if page == 5:
+            gate.wait(5)
+        result = pager.fetch(page, lo, 2000)
+        if page == 3:
+            gate.set()  # page 5 comes only now: pages 4 and 3 are already in
+        return result
+
+    walk = engine.walk(fetch, None, 2000, page_size=100, width=4, group=1000)
+    out = []
+    with pytest.raises(ServiceUnavailable):
+        for records, bound, n in walk:
+            out.append(([r.listened_at for r in records], bound, n))
+    stamps = [t for records, _, _ in out for t in records]
+    assert sorted(stamps) == list(range(1000, 1300))  # pages 5, 4 and 3, each once
+    assert out[-1][1] == 1299  # the bound of the newest page yielded
+
+
 def test_empty_window_ends_at_to_with_one_read() -> None:
     pager = Pager([], size=5)
     assert run_walk(pager, None, 50, width=2) == [([], 50, 1)]

@@ -287,6 +287,9 @@ def test_pages_read_before_a_failure_are_saved_and_reported(
         return served(http_method, path, params)
 
     monkeypatch.setattr(lastfm_env, "handle", handle)
+    from scrobbler_cli.engines import listenbrainz
+
+    monkeypatch.setattr(listenbrainz, "RETRY_BACKOFF", 0.001)  # its retries: no waiting
     monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # a second account: `all`
     monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "http://127.0.0.1:9")
     result = scrob("sync", "all", "--json")

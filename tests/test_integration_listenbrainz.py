@@ -284,6 +284,30 @@ def test_sync_all_reports_what_a_failing_account_saved_before_it_failed(
     assert report["new"] == len(archived(db)) == 1999
     assert report["requests"] >= 3
     assert report["cursor"] == cursor_of(db) is not None
+    # on a terminal too, the failing account's line says what it read before failing
+    pages[0] = 0
+    with FakeLastfm() as fm:
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        text = scrob("sync", "all")
+    assert text.code == 4
+    line = next(x for x in text.err.splitlines() if x.startswith("listenbrainz alice:"))
+    assert "2,000 fetched" in line and "incomplete" in line
+    assert text.err.splitlines()[-1].startswith("scrob: error: not every account synced")
+
+
+def test_sync_all_goes_on_past_an_account_whose_api_root_is_a_typo(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(5)])
+    monkeypatch.setenv("SCROB_LASTFM_USER", "bob")
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", "k" * 32)
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", "ws.audioscrobbler.com/2.0/")
+    result = scrob("sync", "all", "--json")
+    assert result.code == 2
+    reports = {r["service"]: r for r in result.ndjson()}
+    assert "not an http(s) URL" in reports["lastfm"]["error"]
+    assert reports["listenbrainz"]["new"] == 5 and "error" not in reports["listenbrainz"]
+    assert len(archived(db)) == 5
 
 
 def test_both_services_seeing_the_same_plays_are_counted_once(

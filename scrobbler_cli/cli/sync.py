@@ -40,8 +40,9 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     failed: list[str] = []
     with st.archive(background=True) as archive:
         for service in services:
-            cfg = service_config(service, user)
+            cfg = None
             try:
+                cfg = service_config(service, user)  # (a bad API root fails this one only)
                 with render.progress(f"{service} {cfg.user}", enabled=not st.quiet) as bar:
                     def progress(e: Progress, bar: Callable[..., None] = bar) -> None:
                         bar(e.done, total=e.total, info=f"{e.listens:,} listens")
@@ -55,15 +56,16 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                 failure = failure or exc
                 failed.append(f"{service}: {redact(str(exc))}")
                 # what it fetched and saved before failing stays in the archive
+                name = (cfg.user if cfg else user) or ""
                 report = (exc.partial if isinstance(exc.partial, SyncReport)
-                          else SyncReport(service=service, user=cfg.user or ""))
+                          else SyncReport(service=service, user=name))
                 report.error = redact(str(exc))
-                if cfg.user:  # what the archive holds for it still stands
-                    report.cursor = archive.get_cursor(Account.parse(f"{service}:{cfg.user}"))
+                if name:  # what the archive holds for it still stands
+                    report.cursor = archive.get_cursor(Account.parse(f"{service}:{name}"))
             if json_:
                 render.write_ndjson([report.as_json()])
-            elif not st.quiet and report.error is None:
-                render.message(_summary(report))
+            elif not st.quiet and (report.error is None or report.fetched):
+                render.message(_summary(report))  # (a failure's: what it saved first)
     if failure is not None:  # one line for all failures; the first one's exit code
         failure.message = "not every account synced: " + "; ".join(failed)
         failure.hint = None

@@ -331,19 +331,25 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
                         drift = None
                     if drift:
                         break
-                    older = to if page == 1 else max(r.listened_at for r in result.records)
                     batch.extend(result.records)
                     batched += 1
+                    # (the bound after the records: whenever Ctrl-C lands, it is never
+                    # ahead of what the batch holds, and a batch is never yielded twice)
+                    older = to if page == 1 else max(r.listened_at for r in result.records)
                     arrived = page == 2 or bool(pending and pending[0][1] and pending[0][1].done())
                     if page == 1 or not arrived or len(batch) >= group:
-                        claimed = max(claimed, older)
-                        yield batch, claimed, batched
-                        given, batch, batched = claimed, [], 0
+                        claimed = given = max(claimed, older)
+                        out, n, batch, batched = batch, batched, [], 0
+                        yield out, claimed, n
             except (ScrobError, KeyboardInterrupt):
                 # a page failing after its retries, or Ctrl-C: the pages checked
                 # before it are still good, and a re-run need not read them again
+                for _, future in pending:
+                    if future:
+                        future.cancel()
                 if batch and older is not None:
-                    yield batch, max(claimed, older), batched
+                    out, batch = batch, []
+                    yield out, max(claimed, older), batched
                 raise
             if batch and older is not None:  # checked pages before a change: still good
                 claimed = max(claimed, older)

@@ -234,11 +234,12 @@ def _groups(pages: Iterator[tuple[Page, int]], clock: Callable[[], float] = time
                 started = clock()
             group.append(item)
             if len(group) >= GROUP_PAGES or clock() - started >= GROUP_SECONDS:
-                yield group
-                group = []
+                out, group = group, []  # (before the yield: never handed on twice)
+                yield out
     except (ScrobError, KeyboardInterrupt):
         if group:
-            yield group
+            out, group = group, []
+            yield out
         raise
     if group:
         yield group
