@@ -127,13 +127,21 @@ def _coerce(name: str, raw: Any, default: Any, where: str) -> Any:
             raise ValueError
     except (TypeError, ValueError, OverflowError):
         raise UsageError(f"{where} must be {kind}, not {raw!r}") from None
-    # a negative tolerance or wait is never meant (a negative match tolerance would let
-    # the archive miss a record it already holds), and no requests a second is no pace
-    low_ok = value > 0 if name == "lastfm_rate" else value >= 0
-    if not low_ok or value == float("inf"):
-        bound = "more than 0" if name == "lastfm_rate" else "at least 0"
-        raise UsageError(f"{where} must be {kind} of {bound}, not {raw!r}")
+    low, high = _RANGES.get(name, (0, None))
+    if not low <= value < float("inf") or (high is not None and value > high):
+        bound = f"of at least {low}" if high is None else f"from {low} to {high}"
+        raise UsageError(f"{where} must be {kind} {bound}, not {raw!r}")
     return value
+
+
+# What a number setting may be. A negative tolerance or wait is never meant (a negative
+# match tolerance would let the archive miss a record it already holds); two services'
+# records of one play are never a day apart (and a tolerance past SQLite's integers
+# failed every save); a Last.fm pace slower than a request every 100 s is no pace.
+_RANGES: dict[str, tuple[float, float | None]] = {
+    "match_tolerance": (0, 86400),  # archive.MAX_TOLERANCE (not imported: start-up time)
+    "lastfm_rate": (0.01, None),
+}
 
 
 def _url(name: str, value: str) -> str:

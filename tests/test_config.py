@@ -354,11 +354,17 @@ def test_choosing_the_keyring_backend_skips_the_macos_bindings_elsewhere(
 
 
 @pytest.mark.parametrize(("env", "value", "said"), [
-    ("SCROB_LASTFM_RATE", "-1", "SCROB_LASTFM_RATE must be a number of more than 0"),
-    ("SCROB_LASTFM_RATE", "0", "SCROB_LASTFM_RATE must be a number of more than 0"),
+    ("SCROB_LASTFM_RATE", "-1", "SCROB_LASTFM_RATE must be a number of at least 0.01"),
+    ("SCROB_LASTFM_RATE", "0", "SCROB_LASTFM_RATE must be a number of at least 0.01"),
+    ("SCROB_LASTFM_RATE", "1e-300", "SCROB_LASTFM_RATE must be a number of at least 0.01"),
     ("SCROB_MATCH_TOLERANCE", "1.5", "SCROB_MATCH_TOLERANCE must be a whole number, not"),
     ("SCROB_MATCH_TOLERANCE", "nan", "SCROB_MATCH_TOLERANCE must be a whole number, not"),
+    ("SCROB_MATCH_TOLERANCE", "-1",
+     "SCROB_MATCH_TOLERANCE must be a whole number from 0 to 86400, not '-1'"),
+    ("SCROB_MATCH_TOLERANCE", "1e19",
+     "SCROB_MATCH_TOLERANCE must be a whole number from 0 to 86400, not '1e19'"),
     ("SCROB_LOCK_WAIT", "inf", "SCROB_LOCK_WAIT must be a number of at least 0"),
+    ("SCROB_LOCK_WAIT", "-0.5", "SCROB_LOCK_WAIT must be a number of at least 0, not '-0.5'"),
 ])
 def test_a_bad_number_names_the_variable_it_came_from(
         scrob, monkeypatch: pytest.MonkeyPatch, env: str, value: str, said: str) -> None:
@@ -379,6 +385,17 @@ def test_a_bad_number_in_the_file_names_its_key(toml: str, said: str) -> None:
     with pytest.raises(UsageError) as caught:
         config.load()
     assert said in str(caught.value)
+
+
+def test_the_settings_and_the_archive_agree_on_the_largest_tolerance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from scrobbler_cli.archive import MAX_TOLERANCE
+
+    monkeypatch.setenv("SCROB_MATCH_TOLERANCE", str(MAX_TOLERANCE))
+    assert config.load().match_tolerance == MAX_TOLERANCE
+    monkeypatch.setenv("SCROB_MATCH_TOLERANCE", str(MAX_TOLERANCE + 1))
+    with pytest.raises(UsageError):
+        config.load()
 
 
 def test_whole_numbers_may_be_written_as_such(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -315,13 +315,14 @@ def test_the_database_refuses_a_second_record_of_one_play_from_one_account(tmp_p
 
 def test_a_negative_match_tolerance_is_refused(tmp_path: Path, scrob,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="at least 0"):
-        Archive(tmp_path / "a.db", tolerance=-1)
+    for bad in (-1, 10**19):
+        with pytest.raises(ValueError, match="from 0 to 86400"):
+            Archive(tmp_path / "a.db", tolerance=bad)
     path = tmp_path / "two.jsonl"
     path.write_text('{"listened_at": 1700000000, "artist": "A", "track": "S"}\n'
                     '{"listened_at": 1700000600, "artist": "A", "track": "U"}\n')
     monkeypatch.setenv("SCROB_MATCH_TOLERANCE", "-1")
     result = scrob("--db", str(tmp_path / "b.db"), "import", str(path))
     assert result.code == 2
-    assert "SCROB_MATCH_TOLERANCE must be a whole number of at least 0" in result.err
+    assert "SCROB_MATCH_TOLERANCE must be a whole number from 0 to 86400" in result.err
     assert "Traceback" not in result.err and not (tmp_path / "b.db").exists()

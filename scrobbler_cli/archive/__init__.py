@@ -32,6 +32,8 @@ from . import queries
 if TYPE_CHECKING:
     from .writer import Saver
 
+#: Two services' records of one play are never a day apart; SQLite's integers end too.
+MAX_TOLERANCE = 86400
 DEFAULT_WAIT = 10.0  # seconds a writer waits for the lock (archive/lock.py)
 
 #: The number of migrations; each migration sets ``PRAGMA user_version`` to its number.
@@ -129,8 +131,9 @@ class Archive:
         name_cache: int = NAME_CACHE,
         fold_after: int = FOLD_AFTER,
     ) -> None:
-        if not tolerance >= 0:  # a negative one would hide records the archive holds
-            raise ValueError(f"the match tolerance must be at least 0 seconds, not {tolerance}")
+        if not 0 <= tolerance <= MAX_TOLERANCE:  # a negative one would hide records
+            raise ValueError(f"the match tolerance must be from 0 to {MAX_TOLERANCE} "
+                             f"seconds, not {tolerance}")
         self.path = Path(path)
         self.readonly = readonly
         self.tolerance = tolerance
