@@ -203,15 +203,22 @@ def test_readonly_open_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> Non
     assert not path.exists() and not path.parent.exists()
 
 
-def test_cli_reader_on_a_missing_archive_exits_5_and_creates_nothing(scrob, tmp_path: Path
-                                                                    ) -> None:
-    path = tmp_path / "missing.db"
-    for command in (["listens"], ["stats"]):
+def test_cli_reader_on_a_missing_archive_exits_5_and_creates_nothing(
+        scrob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers, and an export (which pushes what the archive holds: a new, empty one
+    would only be a typo's leftover), stop before creating anything."""
+    work = tmp_path / "work"
+    work.mkdir()
+    path = work / "missing.db"
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "http://127.0.0.1:9")  # never asked
+    for command in (["listens"], ["stats"], ["export", "listenbrainz"],
+                    ["export", "listenbrainz", "--dry-run"]):
         result = scrob("--db", str(path), *command)
         assert result.code == 5
         assert result.err.count("\n") == 1
         assert "no archive at" in result.err and "Traceback" not in result.err
-    assert not path.exists()
+    assert list(work.iterdir()) == []  # no archive, no lock file
 
 
 # -- m002: a listen carries its own sighting -------------------------------------------------

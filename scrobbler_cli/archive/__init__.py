@@ -116,7 +116,8 @@ class Archive:
     lock for both of them. ``name_cache`` bounds the spellings whose ids it keeps (and a
     third as many keys per name table): more is faster on big histories and costs memory
     (see ``NAME_CACHE``); ``fold_after`` is how many listens' name counts it keeps before
-    folding them (see ``FOLD_AFTER``).
+    folding them (see ``FOLD_AFTER``). ``create=False`` opens only an archive that is
+    there (what reads it, or pushes from it, has nothing to do with a new one).
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class Archive:
         lock: bool = True,
         name_cache: int = NAME_CACHE,
         fold_after: int = FOLD_AFTER,
+        create: bool = True,
     ) -> None:
         if not 0 <= tolerance <= MAX_TOLERANCE:  # a negative one would hide records
             raise ValueError(f"the match tolerance must be from 0 to {MAX_TOLERANCE} "
@@ -159,7 +161,7 @@ class Archive:
             raise ArchiveError(f"the archive path {self.path} is a directory",
                                hint="give the archive file's path: `scrob --db PATH ...` "
                                     "or SCROB_DB")
-        if readonly and not self._memory and not self.path.exists():
+        if (readonly or not create) and not self._memory and not self.path.exists():
             raise ArchiveError(
                 f"no archive at {self.path}",
                 hint="run `scrob sync all` or `scrob import FILE` first, or choose another "

@@ -38,7 +38,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
         else:
             items.append(item)
 
-    with st.archive() as archive, render.progress(
+    with st.archive(create=False) as archive, render.progress(
             f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
         report = export_listens(archive, cfg, ExportOptions(
             since=start, until=end, source=source, dry_run=dry_run,
