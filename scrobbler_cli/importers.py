@@ -97,9 +97,15 @@ def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[s
             raise ValueError(f"{name} must be a string")
     if raw is not None and obj.keys() <= _SCROB_KEYS:
         raw = None
-    record = SourceRecord(ts, artist, track, album or None, duration, rec_mbid or None,
+    record = SourceRecord(ts, artist, track, _album(album), duration, rec_mbid or None,
                           rel_mbid or None, tuple(mbids), None, raw)
     return record, tuple(accounts)
+
+
+def _album(name: str | None) -> str | None:
+    """An album name, or None for none: empty or only whitespace (as the services'
+    parsers read it; such a name would be an album with an empty key)."""
+    return name if name and not name.isspace() else None
 
 
 class _ScrobLine(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,7 +152,7 @@ def parse_scrob_line(line: bytes) -> Scrob | None:
             or (accounts and not all(map(_ACCOUNT.match, accounts)))
             or (times and not all(0 <= t <= MAX_TS for t in times.values()))):
         return None
-    record = SourceRecord(ts, line_.artist, line_.track, line_.album or None, duration,
+    record = SourceRecord(ts, line_.artist, line_.track, _album(line_.album), duration,
                           line_.recording_mbid or None, line_.release_mbid or None,
                           tuple(line_.artist_mbids or ()), None, None)
     return record, tuple(accounts), times or {}

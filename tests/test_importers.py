@@ -444,6 +444,8 @@ ODD_SCROB_LINES = [
     b'{' + _T + b'"artist":"A","track":"T","account_times":[]}',
     b'{' + _T + b'"artist":"A","track":"T","account_times":{}}',
     b'{' + _T + b'"artist":"A","track":"T","note":"kept as raw"}',
+    b'{' + _T + b'"artist":"A","track":"T","album":" \\t "}',
+    b'{' + _T + b'"artist":"A","track":"T","album":""}',
     b'{' + _T + b'"artist":"A","track":"T","sources":["lastfm:al"]}',
     b'{' + _T + b'"artist":"A","artist":"B","track":"T"}',
     b'{' + _T + b'"artist":"A","track":"T\\u0000\\u00e9\\u0007"}',
@@ -463,6 +465,14 @@ def _scrob(line: bytes) -> Any:
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
     return record, accounts, obj.get("account_times") or {}
+
+
+def test_an_album_of_only_whitespace_is_no_album() -> None:
+    line = b'{' + _T + b'"artist":"A","track":"T","album":" \\t "}'
+    for found in (parse_scrob_line(line), _scrob(line)):
+        assert found is not None and found[0].album is None
+    kept = parse_scrob_line(b'{' + _T + b'"artist":"A","track":"T","album":" Aa "}')
+    assert kept is not None and kept[0].album == " Aa "  # a name is kept as written
 
 
 def test_parse_scrob_line_reads_a_line_as_parse_scrob_does() -> None:

@@ -145,6 +145,14 @@ def test_parse_normal_page() -> None:
     assert "Björk".encode() in (bare.raw or b"")  # ensure_ascii=False
 
 
+def test_parse_reads_an_album_of_only_whitespace_as_none() -> None:
+    item = {"artist": {"#text": "Björk"}, "name": "Jóga", "date": {"uts": "1603186000"},
+            "album": {"#text": " \t", "mbid": ""}}
+    page = parse_recent_tracks({"recenttracks": {"track": [item], "@attr": {
+        "page": "1", "totalPages": "1", "total": "1", "user": "u"}}})
+    assert [r.album for r in page.records] == [None]
+
+
 def test_parse_single_object_track() -> None:
     page = parse_recent_tracks(load("recent_tracks_single.json"))
     assert [r.track for r in page.records] == ["Feels Like We Only Go Backwards"]

@@ -179,7 +179,7 @@ def _record(item: dict[str, Any]) -> SourceRecord | None:
         listened_at=uts,
         artist=artist,
         track=name if type(name) is str else _text(name),
-        album=album or None,
+        album=album if album and not album.isspace() else None,  # " ": no album
         release_mbid=release_mbid,
         artist_mbids=(artist_mbid,) if artist_mbid else (),
         recording_mbid=None,  # a Last.fm track mbid is only a hint; it stays in raw
