@@ -140,7 +140,7 @@ def _coerce(name: str, raw: Any, default: Any, where: str) -> Any:
 # failed every save); a Last.fm pace slower than a request every 100 s is no pace.
 _RANGES: dict[str, tuple[float, float | None]] = {
     "match_tolerance": (0, 86400),  # archive.MAX_TOLERANCE (not imported: start-up time)
-    "lastfm_rate": (0.01, None),
+    "lastfm_rate": (0.01, None),  # services.http.MIN_RATE
 }
 
 

@@ -404,6 +404,25 @@ def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
                                 ).fetchall() == [(0, None)]
 
 
+def test_records_become_rows_with_blanks_for_what_is_absent() -> None:
+    """The rows ``save_rows`` takes, field by field: '' for an absent value (SQL turns
+    it into NULL), a zero duration kept, ``raw`` bytes as a bytearray, a str as it is."""
+    from scrobbler_cli.archive import record_rows
+
+    bare = SourceRecord(T, "A", "B")
+    full = SourceRecord(T, "A", "B", "Al", 0, "rec", "rel", ("m1", "m2"), "id", b'{"x":1}')
+    text = SourceRecord(T, "A", "B", "", None, None, None, (), "", '{"y":2}')
+    empty = SourceRecord(T, "A", "B", raw=b"")
+    rows = record_rows([bare, full, text, empty])
+    assert rows == [
+        (T, "A", "B", "", "", "", "", (), "", ""),
+        (T, "A", "B", "Al", 0, "rec", "rel", ("m1", "m2"), "id", bytearray(b'{"x":1}')),
+        (T, "A", "B", "", "", "", "", (), "", '{"y":2}'),
+        (T, "A", "B", "", "", "", "", (), "", ""),
+    ]
+    assert [type(row[9]) for row in rows] == [str, bytearray, str, str]
+
+
 def test_a_batch_spells_each_name_with_one_string_object() -> None:
     """``record_rows`` shares one string per name across a batch's rows, so the pickle
     sent to the writer process holds it once, and the rows still say what the records

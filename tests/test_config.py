@@ -398,6 +398,20 @@ def test_the_settings_and_the_archive_agree_on_the_largest_tolerance(
         config.load()
 
 
+def test_the_settings_and_the_pacer_agree_on_the_slowest_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from scrobbler_cli.services.http import MIN_RATE, Pacer
+
+    monkeypatch.setenv("SCROB_LASTFM_RATE", str(MIN_RATE))
+    assert Pacer(config.load().lastfm_rate).interval == pytest.approx(1 / MIN_RATE)
+    for bad in (MIN_RATE / 2, -1.0, float("nan"), 1e-300):
+        with pytest.raises(ValueError, match="at least 0.01"):
+            Pacer(bad)
+    monkeypatch.setenv("SCROB_LASTFM_RATE", str(MIN_RATE / 2))
+    with pytest.raises(UsageError):
+        config.load()
+
+
 def test_whole_numbers_may_be_written_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
     write_config("[archive]\nmatch_tolerance = 120.0\nlock_wait = 2\n")
     monkeypatch.setenv("SCROB_LASTFM_RATE", "2.5")

@@ -210,14 +210,18 @@ def test_cli_reader_on_a_missing_archive_exits_5_and_creates_nothing(
     work = tmp_path / "work"
     work.mkdir()
     path = work / "missing.db"
-    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice")
-    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "http://127.0.0.1:9")  # never asked
+    for service in ("LISTENBRAINZ", "LASTFM"):
+        monkeypatch.setenv(f"SCROB_{service}_USER", "alice")
+        monkeypatch.setenv(f"SCROB_{service}_API_URL", "http://127.0.0.1:9")  # never asked
     for command in (["listens"], ["stats"], ["export", "listenbrainz"],
-                    ["export", "listenbrainz", "--dry-run"]):
+                    ["export", "listenbrainz", "--dry-run"],
+                    ["export", "listenbrainz", "--json"], ["export", "lastfm"]):
         result = scrob("--db", str(path), *command)
         assert result.code == 5
         assert result.err.count("\n") == 1
         assert "no archive at" in result.err and "Traceback" not in result.err
+        said = "scrob import FILE" if command[0] != "export" else "sync first"
+        assert said in result.err
     assert list(work.iterdir()) == []  # no archive, no lock file
 
 

@@ -162,11 +162,12 @@ class Archive:
                                hint="give the archive file's path: `scrob --db PATH ...` "
                                     "or SCROB_DB")
         if (readonly or not create) and not self._memory and not self.path.exists():
-            raise ArchiveError(
-                f"no archive at {self.path}",
-                hint="run `scrob sync all` or `scrob import FILE` first, or choose another "
-                     "archive with `scrob --db PATH ...`",
-            )
+            # a reader wants listens from anywhere; an export, its target synced first
+            first = ("run `scrob sync all` or `scrob import FILE` first" if readonly
+                     else "sync first (`scrob sync all`)")
+            raise ArchiveError(f"no archive at {self.path}",
+                               hint=f"{first}, or choose another archive with "
+                                    "`scrob --db PATH ...`")
         if not readonly and not self._memory and lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,9 @@ DEPTH = 12
 #: Records the child commits in one transaction at most, when batches keep coming. Each
 #: commit rewrites every page it dirtied, and new names dirty pages all over the name
 #: tables' key indexes: a million-listen import with 20,000 wrote 1.03 GB for a 151 MB
-#: archive, with 100,000 0.72 GB. A sync's joined batches (``JOIN_UP_TO``) reach
-#: ``DEPTH`` first, so this mostly matters to ``scrob import`` (20,000 a batch).
+#: archive, with 100,000 0.72 GB. A sync's joined batches (``JOIN_UP_TO``, at most
+#: ``DEPTH`` waiting) make ~24,000 at most: this matters to ``scrob import`` (20,000 a
+#: batch).
 GROUP_UP_TO = 100_000
 #: While the child is busy, consecutive batches are joined up to this many records.
 JOIN_UP_TO = 2000

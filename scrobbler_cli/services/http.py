@@ -183,6 +183,10 @@ def default_classify(service: str) -> Callable[[httpx.Response], Any]:
     return classify
 
 
+#: The slowest pace: a request every 100 s (the settings' ``lastfm_rate`` has the same).
+MIN_RATE = 0.01
+
+
 class Pacer:
     """Keeps request starts at or under ``rate`` per second, across threads.
 
@@ -193,6 +197,8 @@ class Pacer:
     def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  log: Callable[[str], None] | None = None) -> None:
+        if rate and not rate >= MIN_RATE:  # (None or 0: no pace; NaN fails) sleep overflows
+            raise ValueError(f"a request rate must be at least {MIN_RATE} a second, not {rate}")
         self.interval = 1.0 / rate if rate else 0.0
         self._log = log
         self._clock = clock
