@@ -9,15 +9,15 @@ after the service accepted it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .archive import Archive
 from .errors import UsageError
-from .models import ExportReport, Progress, ServiceConfig
+from .models import Account, ExportReport, Progress, ServiceConfig
 from .sync import engine
 
-__all__ = ["ExportOptions", "export_listens"]
+__all__ = ["ExportOptions", "export_listens", "foreign_accounts"]
 
 
 @dataclass
@@ -28,6 +28,12 @@ class ExportOptions:
     since: int | None = None
     until: int | None = None
     source: str | None = None
+    #: your own accounts (the configured ones): any other account of their services
+    #: is someone else's (a profile read with ``--user``), and listens only such
+    #: accounts saw are never pushed
+    mine: tuple[Account, ...] = ()
+    #: the archive's accounts that are someone else's, from ``mine`` (``export_listens``)
+    foreign: tuple[Account, ...] = ()
     dry_run: bool = False
     on_item: Callable[[dict[str, Any]], None] | None = None
     on_progress: Callable[[Progress], None] | None = None
@@ -51,4 +57,18 @@ def export_listens(archive: Archive, config: ServiceConfig,
                 "already has",
                 hint=f"run `scrob sync {config.service} --user {target.name}` first "
                      "(or try --dry-run)")
+    if options.mine:
+        options = replace(options, foreign=tuple(foreign_accounts(archive, options.mine)))
+        if options.foreign and options.log:
+            options.log("not pushing what only these accounts saw (not yours): "
+                        + ", ".join(a.source for a in options.foreign))
     return service.export(archive, config, options)
+
+
+def foreign_accounts(archive: Archive, mine: tuple[Account, ...]) -> list[Account]:
+    """The archive's accounts of your services that are not yours (``mine``): a
+    service none of ``mine`` is on tells nothing, so its accounts all count as yours."""
+    services = {a.service for a in mine}
+    return [account for row in archive.accounts()
+            if row["service"] in services
+            and (account := Account(row["service"], row["account"])) not in mine]

@@ -466,6 +466,27 @@ def test_missing_for_source_can_name_one_account(tmp_path) -> None:
         assert list(archive.missing_for(target, source="lastfm:carol")) == []
 
 
+def test_missing_for_leaves_out_what_only_someone_elses_accounts_saw(tmp_path) -> None:
+    """A friend's Last.fm profile read into the archive (``--user carol``) is not yours
+    to push: its listens are candidates only where one of your accounts saw them too."""
+    from scrobbler_cli.export import foreign_accounts
+
+    alice, carol = Account("lastfm", "alice"), Account("lastfm", "carol")
+    target = Account("listenbrainz", "alice")
+    with Archive(tmp_path / "f.db") as archive:
+        archive.save_records(alice, [rec(T, "A", "mine"), rec(T + 5000, "S", "both")])
+        archive.save_records(carol, [rec(T + 9000, "C", "hers"), rec(T + 5030, "S", "both")])
+        archive.save_records(Account("import", "old.ndjson"), [rec(T + 20_000, "I", "kept")])
+        everything = [x.track for x in archive.missing_for(target)]
+        assert everything == ["mine", "both", "hers", "kept"]
+        foreign = foreign_accounts(archive, (alice, target))
+        assert foreign == [carol]
+        assert [x.track for x in archive.missing_for(target, foreign=foreign)] == [
+            "mine", "both", "kept"]  # "both" is alice's too; an import is yours
+        # no Last.fm account of yours is known: none of them can be told from a friend's
+        assert foreign_accounts(archive, (target,)) == []
+
+
 def test_stats_are_exact_before_the_counts_are_folded(archive: Archive) -> None:
     from scrobbler_cli.stats import compute_stats
 

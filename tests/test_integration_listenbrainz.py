@@ -337,6 +337,27 @@ def test_both_services_seeing_the_same_plays_are_counted_once(
     assert [i["track"] for i in dry.ndjson()] == ["Last.fm only"]
 
 
+def test_a_friends_profile_read_with_user_is_never_pushed_as_yours(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = int(time.time())
+    lb.add_listens("Alice", [(now - 9 * DAY, "Solo", "on ListenBrainz", "Album")])
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("alice", [(now - 8 * DAY, "Solo", "my Last.fm play", "Album")])
+        fm.add_scrobbles("carol", [(now - 7 * DAY, "Friend", "carol's play", "Album")])
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        assert scrob_proc("sync", "all").code == 0
+        assert scrob_proc("sync", "lastfm", "--user", "carol").code == 0
+    dry = scrob_proc("--verbose", "export", "listenbrainz", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert [i["track"] for i in dry.ndjson()] == ["my Last.fm play"]
+    assert "not yours): lastfm:carol" in dry.err
+    bad = scrob_proc("export", "listenbrainz", "--since", "2026-11-02", "--until", "2026-11-01")
+    assert bad.code == 2 and "--until must be after --since" in bad.err
+
+
 # --------------------------------------------------------------------------- export
 
 

@@ -730,15 +730,21 @@ class Archive:
         until: int | None = None,
         source: str | None = None,
         include_pushed: bool = False,
+        foreign: Iterable[Account] = (),
     ) -> Iterator[Listen]:
         """Which archived listens does ``account`` lack? Oldest first.
 
         A listen is present on an account when a record of that account was matched to
         it (archive.md identity rules); unless ``include_pushed``, listens already pushed
         there are left out too. ``source`` keeps only listens seen by that service.
+        Listens that only other accounts of ``account``'s service saw are left out (a
+        friend's history is not yours to push), and so are those only ``foreign``
+        accounts saw (a friend's profile on another service, read with ``--user``).
         Their ``accounts`` are left empty: what to send does not depend on them.
         """
-        sql = queries.MISSING_FOR.format(columns=queries.BARE_COLUMNS)
+        ids = [i for a in foreign if (i := self._account_id(a, create=False)) is not None]
+        sql = queries.MISSING_FOR.format(columns=queries.BARE_COLUMNS,
+                                         foreign=",".join(map(str, ids)) or "-1")  # no id
         params = {
             "service": account.service, "account": account.name,
             "account_id": self._account_id(account, create=False) or -1,

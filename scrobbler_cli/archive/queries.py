@@ -96,10 +96,13 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
   AND NOT {_HAS}
   AND (:include_pushed OR NOT {_PUSHED})
   -- only listens seen somewhere other than this service: another account's listens of
-  -- the same service (a friend's ListenBrainz history) are never pushed to this one
-  AND (l.account_id IN (SELECT id FROM accounts WHERE service != :service)
+  -- the same service (a friend's ListenBrainz history) are never pushed to this one,
+  -- nor those only accounts that are not yours saw ({{foreign}}: a friend's Last.fm)
+  AND (l.account_id IN (SELECT id FROM accounts WHERE service != :service
+                        AND id NOT IN ({{foreign}}))
        OR EXISTS (SELECT 1 FROM sightings s3 JOIN accounts a3 ON a3.id = s3.account_id
-                  WHERE s3.listen_id = l.id AND a3.service != :service))
+                  WHERE s3.listen_id = l.id AND a3.service != :service
+                  AND a3.id NOT IN ({{foreign}})))
   AND {SEEN_BY_SOURCE}
 ORDER BY l.listened_at, l.id
 """

@@ -3,7 +3,7 @@ and reading a secret the user types or pipes."""
 
 from __future__ import annotations
 
-from ..models import ServiceConfig
+from ..models import Account, ServiceConfig
 
 
 def service_config(service: str, user: str | None = None) -> ServiceConfig:
@@ -27,6 +27,16 @@ def service_config(service: str, user: str | None = None) -> ServiceConfig:
         user=user or settings.listenbrainz_user,
         token=credentials.get("listenbrainz_token").value,
     )
+
+
+def own_accounts(target: ServiceConfig) -> tuple[Account, ...]:
+    """Your accounts: the configured one of each service, and the export's target."""
+    from .. import config
+
+    settings = config.load()
+    users = {s: settings.values[f"{s}_user"] for s in ("lastfm", "listenbrainz")}
+    users[target.service] = target.user or users[target.service]
+    return tuple(Account.parse(f"{s}:{u}") for s, u in users.items() if u)
 
 
 def configured_services() -> list[str]:

@@ -18,17 +18,20 @@ app = typer.Typer(help="Push archived listens to a service that lacks them.",
 def _run(service: str, user: str | None, since: str | None, until: str | None,
          source: str | None, dry_run: bool, json_: bool) -> None:
     from .. import render
+    from ..errors import UsageError
     from ..export import ExportOptions, export_listens
     from ..services.http import prepare_tls
     from ..timeparse import parse_date
     from . import state
-    from .common import service_config
+    from .common import own_accounts, service_config
 
     if not dry_run:
         prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
     start = parse_date(since) if since else None  # a usage error makes no archive
     end = parse_date(until) if until else None
+    if start is not None and end is not None and end <= start:
+        raise UsageError("--until must be after --since")
     cfg = service_config(service, user)
     items: list[dict[str, object]] = []
 
@@ -41,7 +44,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     with st.archive(create=False) as archive, render.progress(
             f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
         report = export_listens(archive, cfg, ExportOptions(
-            since=start, until=end, source=source, dry_run=dry_run,
+            since=start, until=end, source=source, mine=own_accounts(cfg), dry_run=dry_run,
             on_item=on_item if dry_run else None,
             on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
             log=st.log))

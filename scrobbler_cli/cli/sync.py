@@ -91,7 +91,8 @@ def sync_lastfm(user: User = None, full: Full = False, since: Since = None,
 
     Reads from the last sync minus the lookback, oldest page first, committing each
     page with the cursor: an interrupted sync resumes with no gap and no duplicate.
-    --user reads any public profile.
+    --user reads any public profile (someone else's: best in an archive of its own,
+    --db, since their listens join your statistics).
     """
     _run(["lastfm"], user, full, since, lookback, json_)
 

@@ -510,7 +510,7 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
     oldest = int(NOW()) - MAX_AGE
     fresh: list[Listen] = []
     for listen in archive.missing_for(account, since=options.since, until=options.until,
-                                      source=options.source):
+                                      source=options.source, foreign=options.foreign):
         report.candidates += 1
         if listen.listened_at < oldest:
             report.too_old += 1

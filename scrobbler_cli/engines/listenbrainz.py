@@ -335,7 +335,7 @@ def _candidates(archive: Archive, target: Account, options: ExportOptions) -> It
     while True:
         rows: list[Listen] = []
         found = archive.missing_for(target, since=since, until=options.until,
-                                    source=options.source)
+                                    source=options.source, foreign=options.foreign)
         try:
             for listen in found:
                 if listen.listened_at == boundary and listen.id in boundary_ids:
