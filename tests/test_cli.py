@@ -194,6 +194,10 @@ def test_listens_limit_takes_the_newest_or_with_reverse_the_oldest(scrob, db: Pa
     assert tracks(scrob("listens", "--json", "--limit", "2", "--reverse")) == [
         "Beetlebum", "Reckoner"]
     assert scrob("listens", "--json", "--limit", "0").out == ""
+    everything = tracks(scrob("listens", "--json"))
+    for huge in ("99999999999999999999999", str(2**63)):  # past SQLite's integers: all
+        assert tracks(scrob("listens", "--json", "--limit", huge)) == everything
+        assert scrob("stats", "--json", "--limit", huge).code == 0
 
 
 def test_listens_since_until(scrob, db: Path) -> None:

@@ -174,6 +174,13 @@ def test_sync_fails_cleanly_when_the_server_keeps_failing(
     assert result.code == 4
     assert result.err.count("\n") == 1 and "503" in result.err
     assert "Traceback" not in result.err
+    # with --json, stdout still holds the summary (cli.md), saying what failed
+    lb.fail_next(100, status=503)
+    result = scrob("sync", "listenbrainz", "--json")
+    assert result.code == 4 and result.err.count("\n") == 1
+    (report,) = result.ndjson()
+    assert report["service"] == "listenbrainz" and report["user"] == "alice"
+    assert report["complete"] is False and "503" in report["error"]
 
 
 def test_kill_9_at_random_moments_then_resume(

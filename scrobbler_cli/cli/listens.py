@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         end = parse_date(until, zinfo) if until else None
         if start is not None and end is not None and end <= start:
             raise UsageError("--until must be after --since")
+        if limit is not None:
+            limit = min(limit, 2**62)  # more than any archive holds: all (SQLite's bound)
         capped = fmt == "table" and limit is None
         if capped:  # a table of a whole history helps nobody; --json/--format csv are uncapped
             limit = TABLE_LIMIT

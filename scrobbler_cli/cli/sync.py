@@ -51,10 +51,6 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                         full=full, since=start, lookback=back, log=st.log,
                         on_progress=progress))
             except ScrobError as exc:
-                if len(services) == 1:
-                    raise
-                failure = failure or exc
-                failed.append(f"{service}: {redact(str(exc))}")
                 # what it fetched and saved before failing stays in the archive
                 name = (cfg.user if cfg else user) or ""
                 report = (exc.partial if isinstance(exc.partial, SyncReport)
@@ -62,6 +58,12 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                 report.error = redact(str(exc))
                 if name:  # what the archive holds for it still stands
                     report.cursor = archive.get_cursor(Account.parse(f"{service}:{name}"))
+                if len(services) == 1:  # its summary (--json), then its own error
+                    if json_:
+                        render.write_ndjson([report.as_json()])
+                    raise
+                failure = failure or exc
+                failed.append(f"{service}: {redact(str(exc))}")
             if json_:
                 render.write_ndjson([report.as_json()])
             elif not st.quiet and (report.error is None or report.fetched):
