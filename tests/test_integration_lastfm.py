@@ -260,7 +260,10 @@ def test_unknown_user_exits_4_and_bad_key_exits_3(lastfm_env: FakeLastfm, scrob:
     assert result.err.count("\n") == 1
     monkeypatch.setenv("SCROB_LASTFM_API_KEY", "0" * 32)
     result = scrob("sync", "lastfm", "--json")
-    assert result.code == 3 and "API key" in result.err and result.out == ""
+    assert result.code == 3 and "API key" in result.err
+    (report,) = (json.loads(line) for line in result.out.splitlines())  # the summary
+    assert report["complete"] is False and "API key" in report["error"]
+    assert "0" * 32 not in result.out + result.err
     monkeypatch.delenv("SCROB_LASTFM_API_KEY")
     result = scrob("sync", "lastfm")
     assert result.code == 3 and "SCROB_LASTFM_API_KEY" in result.err
@@ -320,7 +323,9 @@ def test_a_page_that_keeps_coming_back_empty_exits_4(lastfm_env: FakeLastfm, scr
     result = scrob("sync", "lastfm", "--json")
     assert result.code == 4, result.err
     assert "empty page" in result.err and result.err.count("\n") == 1
-    assert "Traceback" not in result.err and result.out == ""
+    assert "Traceback" not in result.err
+    (report,) = (json.loads(line) for line in result.out.splitlines())  # the summary
+    assert report["complete"] is False and "empty page" in report["error"]
     monkeypatch.setattr(lastfm_env, "handle", served)  # Last.fm recovers: nothing missing
     assert sync_json(scrob)["complete"] is True
     assert archive_listens(scrob) == server_history(lastfm_env)
