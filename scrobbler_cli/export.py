@@ -69,6 +69,5 @@ def foreign_accounts(archive: Archive, mine: tuple[Account, ...]) -> list[Accoun
     """The archive's accounts of your services that are not yours (``mine``): a
     service none of ``mine`` is on tells nothing, so its accounts all count as yours."""
     services = {a.service for a in mine}
-    return [account for row in archive.accounts()
-            if row["service"] in services
-            and (account := Account(row["service"], row["account"])) not in mine]
+    return [account for account in archive.known_accounts()
+            if account.service in services and account not in mine]

@@ -664,6 +664,12 @@ class Archive:
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM listens").fetchone()[0])
 
+    def known_accounts(self) -> list[Account]:
+        """Every account records came from, without ``accounts()``'s counts (which
+        read every listen: half a second on a million)."""
+        return [Account(service, name) for service, name
+                in self.conn.execute("SELECT service, account FROM accounts ORDER BY id")]
+
     def accounts(self) -> list[dict[str, Any]]:
         """Every account with records in the archive, its record count and cursor."""
         rows = self.conn.execute("""
