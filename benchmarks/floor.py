@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from synthetic import history  # noqa: E402
 
-from scrobbler_cli.archive import Archive, queries, record_row  # noqa: E402
+from scrobbler_cli.archive import Archive, queries  # noqa: E402
 from scrobbler_cli.models import Account, SourceRecord  # noqa: E402
 from scrobbler_cli.normalize import SEP, name_key  # noqa: E402
 
@@ -76,7 +76,7 @@ def prebuilt(recs: list[SourceRecord], batch: int) -> list[tuple[list, list, lis
     ids: dict[str, dict[str, int]] = {"a": {}, "t": {}, "b": {}}
     seen: set[tuple[int, int]] = set()
     out = []
-    listen_id = 0
+    planner = Archive(":memory:")
     for start in range(0, len(recs), batch):
         a_rows: list = []
         t_rows: list = []
@@ -98,13 +98,8 @@ def prebuilt(recs: list[SourceRecord], batch: int) -> list[tuple[list, list, lis
             if (r.listened_at, got[1]) in seen:
                 continue
             seen.add((r.listened_at, got[1]))
-            listen_id += 1
-            # the values as the archive binds them ('' for absent ones: see record_row)
-            (listened_at, artist, track, album, duration, recording_mbid, release_mbid, _,
-             remote_id, raw) = record_row(r)
-            l_rows.append((listen_id, listened_at, artist, track, album, duration,
-                           recording_mbid, release_mbid, "", got[0], got[1], got[2], 1,
-                           remote_id, raw, 1_700_000_000))
+            # the values as the archive binds them ('' for absent ones: see plan_rows)
+            l_rows.append(planner.plan_rows([r])[0][0][:10] + tuple(got))
         out.append((a_rows, t_rows, b_rows, l_rows))
     return out
 
@@ -115,6 +110,7 @@ def sqlite_alone(path: Path, batches: list[tuple[list, list, list, list]]) -> fl
         conn.execute("INSERT INTO accounts (id, service, account) VALUES (1, ?, ?)",
                      (ACCOUNT.service, ACCOUNT.name))
         conn.commit()
+        insert = queries.INSERT_LISTEN.format(account_id=1, seen_at=1_700_000_000)
         start = time.perf_counter()
         for a_rows, t_rows, b_rows, l_rows in batches:
             conn.execute("BEGIN IMMEDIATE")
@@ -122,9 +118,9 @@ def sqlite_alone(path: Path, batches: list[tuple[list, list, list, list]]) -> fl
             for table, rows in (("tracks", t_rows), ("albums", b_rows)):
                 conn.executemany(f"INSERT INTO {table} (id, key, name, artist_id)"
                                  " VALUES (?, ?, ?, ?)", rows)
-            conn.executemany(queries.INSERT_LISTEN, l_rows)
+            conn.executemany(insert, l_rows)
             conn.execute(queries.UPSERT_CURSOR, (ACCOUNT.service, ACCOUNT.name,
-                                                 l_rows[-1][1], 0))
+                                                 l_rows[-1][0], 0))
             conn.execute("COMMIT")
         took = time.perf_counter() - start
         with conn:  # nothing for the closing fold to do: no fold in the floor

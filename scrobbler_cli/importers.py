@@ -172,8 +172,10 @@ def parse_listenbrainz(obj: Any) -> tuple[SourceRecord, tuple[str, ...]]:
 # -- reading files ----------------------------------------------------------------------
 
 # (where, the JSON value or an Exception, the raw text); or (where, the line's bytes, "")
-# for a line of a JSON-lines file, decoded once its format is known (``_decode``)
-Item = tuple[str, Any, str]
+# for a line of a JSON-lines file, decoded once its format is known (``_decode``). Where a
+# line is, is (file name, line number), spelled out only for a problem (``_where``).
+Where = str | tuple[str, int]
+Item = tuple[Where, Any, str]
 
 
 def _json_lines(name: str, stream: io.BufferedIOBase | Any) -> Iterator[Item]:
@@ -183,7 +185,7 @@ def _json_lines(name: str, stream: io.BufferedIOBase | Any) -> Iterator[Item]:
         if number == 1 and text.startswith(b"\xef\xbb\xbf"):  # a byte order mark
             text = text[3:].strip()
         if text:
-            yield f"{name}:{number}", text, ""
+            yield (name, number), text, ""
 
 
 def _decode(line: bytes) -> tuple[Any, str]:
@@ -316,14 +318,17 @@ def import_file(
         report.merged += saved.merged
         report.duplicates += saved.duplicates
 
-    saver = archive.saver(tally)
+    # reading a file is quicker than saving it: this process plans the names too, and
+    # leaves the writer process only its SQL (a million listens: 12.4 -> 9.7 CPU-s for
+    # the writer, and a slow phase's import 13.2 -> 11.6 s)
+    saver = archive.saver(tally, plan_names=True)
 
     def flush(account: Account) -> None:
         batch = pending.pop(account, [])
         if batch:
             saver.save(account, batch)
 
-    def parsed() -> Iterator[tuple[str, Scrob | str]]:
+    def parsed() -> Iterator[tuple[Where, Scrob | str]]:
         """(where, (record, accounts, account times) or the reason it is invalid)."""
         nonlocal parser, fmt
         latest = int(time.time()) + 2 * 86400  # services accept listens ~1 h ahead
@@ -356,6 +361,7 @@ def import_file(
                 continue
             yield where, found
 
+    default_batch: list[SourceRecord] | None = None  # pending[default_account], if any
     try:
         with saver:
             for where, found in parsed():
@@ -364,6 +370,16 @@ def import_file(
                     continue
                 record, accounts, times = found
                 report.records += 1
+                if not accounts and not times:  # the file's own account: most lines
+                    if default_batch is None:
+                        default_batch = pending.setdefault(default_account, [])
+                    default_batch.append(record)
+                    if len(default_batch) >= BATCH:
+                        flush(default_account)
+                        default_batch = None
+                    if on_progress and report.records % 10_000 == 0:
+                        on_progress(report.records)
+                    continue
                 for acct in accounts or default_accounts:
                     # one batch per account, however its name is spelled (Last.fm names
                     # fold case): its records are saved together, in the file's order
@@ -373,6 +389,8 @@ def import_file(
                     batch.append(record if own is None else replace(record, listened_at=own))
                     if len(batch) >= BATCH:
                         flush(account)
+                        if account == default_account:
+                            default_batch = None
                 if on_progress and report.records % 10_000 == 0:
                     on_progress(report.records)
             for account in list(pending):
@@ -406,8 +424,13 @@ def _is_document(path: Path) -> bool:
     return isinstance(value, dict) and isinstance(value.get("payload"), dict)
 
 
-def _problem(report: ImportReport, where: str, reason: str,
+def _where(where: Where) -> str:
+    return where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+
+
+def _problem(report: ImportReport, where: Where, reason: str,
              on_problem: Callable[[str, str], None] | None) -> None:
+    where = _where(where)
     report.invalid += 1
     if len(report.problems) < 1000:
         report.problems.append((where, reason))

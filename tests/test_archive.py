@@ -406,40 +406,62 @@ def test_absent_values_are_null_and_present_ones_kept(archive: Archive) -> None:
 
 def test_records_become_rows_with_blanks_for_what_is_absent() -> None:
     """The rows ``save_rows`` takes, field by field: '' for an absent value (SQL turns
-    it into NULL), a zero duration kept, ``raw`` bytes as a bytearray, a str as it is."""
-    from scrobbler_cli.archive import record_rows
-
+    it into NULL), a zero duration kept, ``raw`` bytes as a bytearray, a str as it is,
+    then the name ids (album 0: none)."""
     bare = SourceRecord(T, "A", "B")
     full = SourceRecord(T, "A", "B", "Al", 0, "rec", "rel", ("m1", "m2"), "id", b'{"x":1}')
     text = SourceRecord(T, "A", "B", "", None, None, None, (), "", '{"y":2}')
     empty = SourceRecord(T, "A", "B", raw=b"")
-    rows = record_rows([bare, full, text, empty])
+    with Archive(":memory:") as archive:
+        rows, _ = archive.plan_rows([bare, full, text, empty])
     assert rows == [
-        (T, "A", "B", "", "", "", "", (), "", ""),
-        (T, "A", "B", "Al", 0, "rec", "rel", ("m1", "m2"), "id", bytearray(b'{"x":1}')),
-        (T, "A", "B", "", "", "", "", (), "", '{"y":2}'),
-        (T, "A", "B", "", "", "", "", (), "", ""),
+        (T, "A", "B", "", "", "", "", "", "", "", 1, 1, 0),
+        (T, "A", "B", "Al", 0, "rec", "rel", '["m1","m2"]', "id", bytearray(b'{"x":1}'),
+         1, 1, 1),
+        (T, "A", "B", "", "", "", "", "", "", '{"y":2}', 1, 1, 0),
+        (T, "A", "B", "", "", "", "", "", "", "", 1, 1, 0),
     ]
     assert [type(row[9]) for row in rows] == [str, bytearray, str, str]
 
 
 def test_a_batch_spells_each_name_with_one_string_object() -> None:
-    """``record_rows`` shares one string per name across a batch's rows, so the pickle
-    sent to the writer process holds it once, and the rows still say what the records
-    said."""
+    """``plan_rows`` shares one string per name across rows, so the pickle sent to the
+    writer process holds it once, and the rows still say what the records said."""
     import pickle
-
-    from scrobbler_cli.archive import record_row, record_rows
 
     records = [rec(T + i, artist="".join(["Bj", "ö", "rk"]), track="".join(["Jóg", "a"]),
                    album="".join(["Homo", "genic"]), raw=b'{"i":%d}' % i)
                for i in range(200)]
-    rows = record_rows(records)
-    assert rows == [record_row(r) for r in records]
-    assert len({id(row[k]) for row in rows for k in (1, 2, 3)}) == 3
-    unshared = len(pickle.dumps([record_row(r) for r in records]))
+    with Archive(":memory:") as archive:
+        rows, _ = archive.plan_rows(records)
+        again, _ = archive.plan_rows(records[:1])  # a later batch spells it so too
+    assert [row[1:4] for row in rows] == [("Björk", "Jóga", "Homogenic")] * 200
+    assert len({id(row[k]) for row in rows + again for k in (1, 2, 3)}) == 3
+    unshared = len(pickle.dumps([(r.artist, r.track, r.album) for r in records]))
+    shared = len(pickle.dumps([row[1:4] for row in rows]))
     names = len("BjörkJógaHomogenic".encode())
-    assert unshared - len(pickle.dumps(rows)) >= 199 * names  # each held once, not 200 times
+    assert unshared - shared >= 199 * names  # each held once, not 200 times
+
+
+def test_planned_names_get_new_ids_past_those_not_saved_yet(tmp_path: Path) -> None:
+    """A writer process's parent plans batch after batch before the first is saved:
+    a new name's id must be past every id planned before, not only the archive's; and
+    once the plans are forgotten (the writer stopped), the archive decides again."""
+    with Archive(tmp_path / "a.db") as archive:
+        archive.save_records(LB, [rec(T, artist="A", track="a")])
+        first, names1 = archive.plan_rows([rec(T + 10, artist="B", track="b")])
+        second, names2 = archive.plan_rows([rec(T + 20, artist="C", track="c"),
+                                            rec(T + 30, artist="B", track="b")])
+        assert [r[10:] for r in first + second] == [(2, 2, 0), (3, 3, 0), (2, 2, 0)]
+        assert names1[0] == [(2, "b", "B")] and names2[0] == [(3, "c", "C")]
+        archive.save_rows(LB, second, names2)  # out of order: it uses B's planned rows
+        assert {row[0] for row in archive.conn.execute("PRAGMA foreign_key_check")} == {
+            "listens"}  # ... which are not there yet
+        archive.save_rows(LB, first, names1)
+        assert archive.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        archive.forget_names()
+        third, names3 = archive.plan_rows([rec(T + 40, artist="D", track="d")])
+        assert third[0][10:] == (4, 4, 0) and names3[0] == [(4, "d", "D")]
 
 
 def test_listens_filters(history: Archive) -> None:

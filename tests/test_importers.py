@@ -529,3 +529,46 @@ def test_lines_past_what_json_or_sqlite_can_hold(tmp_path: Path) -> None:
     assert problems == [("odd.ndjson:1", "duration must be whole seconds"),
                         ("odd.ndjson:2", "duration must be whole seconds")]
     assert report.invalid == 2 and kept == [("U", None), ("V", -1)]
+
+
+def test_an_import_through_the_writer_process_saves_what_one_process_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big import plans its names in the command's process and saves through the
+    writer process; with small batches and caches small enough to be emptied again and
+    again (each time once the writer has caught up), the archive must come out exactly
+    as saving everything in one process makes it: the same listens, names, ids and
+    counts, repeats and the other account's sightings included."""
+    import scrobbler_cli.importers as importers
+
+    monkeypatch.setattr(importers, "BATCH", 1500)
+    T = 1_600_000_000
+    lines = []
+    for i in range(6000):
+        line: dict[str, Any] = {"listened_at": T + i * 60, "artist": f"Artist {i % 41}",
+                                "track": f"Track {i % 97}", "album": f"Album {i % 13}"}
+        if i % 5 == 0:  # also on Last.fm, 20 s earlier
+            line["accounts"] = ["import:history.ndjson", "lastfm:alice"]
+            line["account_times"] = {"lastfm:alice": T + i * 60 - 20}
+        lines.append(json.dumps(line))
+    lines += lines[:700]  # repeats: already imported
+    path = tmp_path / "history.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def archive_of(name: str, **kwargs: Any) -> tuple[list[Any], ...]:
+        with Archive(tmp_path / name, **kwargs) as archive:
+            report = import_file(archive, path)
+        assert (report.records, report.invalid) == (6700, 0)
+        with Archive(tmp_path / name, readonly=True) as archive:
+            q = archive.conn.execute
+            return (q("SELECT * FROM listens ORDER BY id").fetchall(),
+                    q("SELECT * FROM sightings ORDER BY id").fetchall(),
+                    *(q(f"SELECT * FROM {t} ORDER BY id").fetchall()
+                      for t in ("artists", "tracks", "albums")))
+
+    here = archive_of("here.db")
+    there = archive_of("there.db", background=True, name_cache=30)
+    assert len(here[0]) == 6000 and len(here[1]) == 1200 and len(here[3]) == 41 * 97
+    # seen_at is when each was saved; everything else is the same, ids included
+    assert [r[:-1] for r in there[0]] == [r[:-1] for r in here[0]]
+    assert [r[:-1] for r in there[1]] == [r[:-1] for r in here[1]]
+    assert there[2:] == here[2:]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scrobbler_cli.archive import Archive, record_row, writer
+from scrobbler_cli.archive import Archive, writer
 from scrobbler_cli.errors import ArchiveError
 from scrobbler_cli.models import Account, SaveResult, SourceRecord
 
@@ -48,10 +48,10 @@ def contents(path: Path) -> tuple[list[tuple[object, ...]], ...]:
         )
 
 
-def save_all(path: Path, *, background: bool) -> list[SaveResult]:
+def save_all(path: Path, *, background: bool, plan_names: bool = False) -> list[SaveResult]:
     results: list[SaveResult] = []
     with Archive(path, background=background) as archive, \
-            archive.saver(results.append) as saver:
+            archive.saver(results.append, plan_names=plan_names) as saver:
         kind = type(saver)
         for account, records, cursor in batches():
             saver.save(account, records, cursor=cursor)
@@ -59,9 +59,11 @@ def save_all(path: Path, *, background: bool) -> list[SaveResult]:
     return results
 
 
-def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plan_names", [False, True], ids=["child plans", "parent plans"])
+def test_the_writer_process_saves_exactly_what_the_archive_would(
+        tmp_path: Path, plan_names: bool) -> None:
     here = save_all(tmp_path / "here.db", background=False)
-    there = save_all(tmp_path / "there.db", background=True)
+    there = save_all(tmp_path / "there.db", background=True, plan_names=plan_names)
     assert [(r.new, r.merged, r.duplicates) for r in here] == [
         (1200, 0, 0), (1800, 0, 0), (0, 1100, 0), (700, 400, 0), (0, 0, 1500)]
     total = SaveResult()
@@ -72,16 +74,20 @@ def test_the_writer_process_saves_exactly_what_the_archive_would(tmp_path: Path)
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
 
 
-def test_the_writer_process_keeps_the_archives_cache_size_and_fold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plan_names", [False, True], ids=["child plans", "parent plans"])
+def test_the_writer_process_keeps_the_archives_cache_size_and_fold(
+        tmp_path: Path, plan_names: bool) -> None:
     here = save_all(tmp_path / "here.db", background=False)  # the default, roomy caches
     with Archive(tmp_path / "there.db", background=True, name_cache=5,
-                 fold_after=1000) as archive, archive.saver() as saver:
+                 fold_after=1000) as archive, \
+            archive.saver(plan_names=plan_names) as saver:
         for account, records, cursor in batches():
             saver.save(account, records, cursor=cursor)
         assert isinstance(saver, writer.BackgroundSaver) and saver._proc is not None
         assert saver._proc.args[-3:-1] == ["5", "1000"]  # type: ignore[index]
     assert [r.new for r in here] == [1200, 1800, 0, 700, 0]
-    # caches emptied again and again in the child: the same rows, the same ids
+    # caches emptied again and again (in the child, or here once it had saved what was
+    # planned with them): the same rows, the same ids
     assert contents(tmp_path / "there.db") == contents(tmp_path / "here.db")
 
 
@@ -166,33 +172,41 @@ def test_batches_of_another_account_are_never_joined(tmp_path: Path) -> None:
         assert archive.count() == 1530
 
 
+@pytest.mark.parametrize("plan_names", [False, True], ids=["child plans", "parent plans"])
 def test_an_error_in_the_writer_is_raised_here_and_earlier_batches_stay(
-        tmp_path: Path) -> None:
+        tmp_path: Path, plan_names: bool) -> None:
     when = "soon"  # not a time: the writer fails on this batch
     bad = [SourceRecord(T, "A", "B")] * 999 + [SourceRecord(when, "A", "B")]  # type: ignore[arg-type]
     with Archive(tmp_path / "a.db", background=True) as archive:
         with pytest.raises(ArchiveError, match="cannot save to the archive: TypeError"), \
-                archive.saver() as saver:
+                archive.saver(plan_names=plan_names) as saver:
             saver.save(LASTFM, plays(1500), cursor=T + 1)
             saver.save(LASTFM, bad, cursor=T + 2)
             saver.save(LASTFM, plays(1500, start=T + 10**7))
         assert archive.count() == 1500 and archive.get_cursor(LASTFM) == T + 1
 
 
-def test_a_writer_that_dies_is_reported_and_what_it_saved_stays(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plan_names", [False, True], ids=["child plans", "parent plans"])
+def test_a_writer_that_dies_is_reported_and_what_it_saved_stays(
+        tmp_path: Path, plan_names: bool) -> None:
     with Archive(tmp_path / "a.db", background=True) as archive:
         with pytest.raises(ArchiveError, match="stopped unexpectedly") as info, \
-                archive.saver() as saver:
+                archive.saver(plan_names=plan_names) as saver:
             saver.save(LASTFM, plays(1500), cursor=T + 1)
             while saver._waiting:  # let it finish the first batch
                 saver._report(saver._poll(block=True))
             assert saver._proc is not None
             saver._proc.kill()
-            saver.save(LASTFM, plays(1500, start=T + 10**7))
-            saver.save(LASTFM, plays(1500, start=T + 2 * 10**7))
-            saver.save(LASTFM, plays(1500, start=T + 3 * 10**7))
+            for k in (1, 2, 3):  # with names never seen before
+                saver.save(LASTFM, [SourceRecord(r.listened_at, "Later " + r.artist, r.track)
+                                    for r in plays(1500, start=T + k * 10**7)])
         assert "run the same command again" in str(info.value)
         assert archive.count() == 1500 and archive.get_cursor(LASTFM) == T + 1
+        # names planned for batches the writer never saved are forgotten: the next save
+        # (the next account of `scrob sync all`) creates them, under ids of its own
+        archive.save_records(LB, [SourceRecord(T + 4 * 10**7, "Later Artist 1", "Track 1")])
+        assert archive.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert len(list(archive.listens(artist="later artist 1"))) == 1  # by its name row
 
 
 def test_an_interrupted_caller_still_gets_every_handed_batch_saved(tmp_path: Path) -> None:
@@ -329,10 +343,11 @@ def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], obj
         return conn
 
     monkeypatch.setattr(Archive, "_connect", traced)
-    with open(tmp_path / "input", "wb") as stream:
+    # the parent plans the names (its archive is the one the writer saves to, new here)
+    with Archive(":memory:") as planner, open(tmp_path / "input", "wb") as stream:
         for account, records, cursor in messages:
-            writer._write(stream, (account.service, account.name,
-                                   [record_row(r) for r in records], cursor))
+            rows, new_names = planner.plan_rows(records)
+            writer._write(stream, (account.service, account.name, rows, new_names, cursor))
     if cut:  # the parent was interrupted while writing its last message
         data = (tmp_path / "input").read_bytes()
         (tmp_path / "input").write_bytes(data[:-cut])

@@ -3,7 +3,7 @@
 Writers take the lock file, open through sqlite-utils and apply pending migrations;
 readers open with plain ``sqlite3`` (fast start, never blocked thanks to WAL) as long as
 the schema is current. ``save_records`` (or ``save_rows``, the same for records as
-``record_rows`` makes them) is the single way listens enter the archive:
+``plan_rows`` makes them) is the single way listens enter the archive:
 it applies same-source identity and cross-source matching and, in the same transaction,
 moves the account's cursor.
 """
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import orjson
+from orjson import dumps
 
 from ..errors import ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
@@ -57,11 +57,14 @@ FOLD_AFTER = 100_000
 #: listen (a sync of 100,000 has ~29,000 spellings). SQLite's page cache is 6 MB for the
 #: same reason.
 NAME_CACHE = 25_000
-#: What ``scrob import`` allows instead (one big job with no memory target): 300,000
-#: spellings and 100,000 keys per name table. A million-listen history has ~107,000
-#: spellings; with 10,000 entries the caches were emptied ~50 times and a third of the
-#: listens missed them (import 18.1 -> 15.4 s; the writer process's peak 78 -> 149 MB).
-IMPORT_NAME_CACHE = 300_000
+#: What ``scrob import`` allows instead (one big job with no memory target): 600,000
+#: spellings and 200,000 keys per name table. A million-listen history has ~107,000
+#: spellings and ~107,000 tracks; with 10,000 entries the caches were emptied ~50 times
+#: and a third of the listens missed them (import 18.1 -> 15.4 s). An import plans its
+#: names in the command's own process (``saver(plan_names=True)``), which must let the
+#: writer process catch up before it empties a key cache: 100,000 keys made it wait so
+#: once, near the end of a million listens.
+IMPORT_NAME_CACHE = 600_000
 #: And it folds the name counts once a million listens: each fold updates every name its
 #: listens used, and names recur from one fold to the next (a million listens' fold
 #: updates 211,000 names once instead of ~55,000 twenty times; saving 7 % faster).
@@ -73,39 +76,32 @@ _CHECKPOINT_PAGES = 2000
 _WAL_KEEP = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint
 
 __all__ = ["FOLD_AFTER", "IMPORT_FOLD_AFTER", "IMPORT_NAME_CACHE", "NAME_CACHE", "Archive",
-           "SCHEMA_VERSION", "record_row", "record_rows"]
+           "SCHEMA_VERSION", "record_rows"]
 
-# The artist, track and album ids of a row of ``queries.INSERT_LISTEN``.
-_NAME_IDS = (itemgetter(9), itemgetter(10), itemgetter(11))
-_TIME = itemgetter(0)  # a row's listened_at (``record_rows``)
+# The artist, track and album ids of a row (``plan_rows``), and its identity.
+_NAME_IDS = (itemgetter(10), itemgetter(11), itemgetter(12))
+_IDENTITY = itemgetter(0, 11)  # listened_at, track id
+_TIME = itemgetter(0)  # a row's listened_at (``plan_rows``)
 _NAME_COLUMNS = (("artists", "artist_id"), ("tracks", "track_id"), ("albums", "album_id"))
+#: A spelling of (artist, track, album or ''), then the ids of those names (album 0: none).
+Spelled = tuple[str, str, str, int, int, int]
+#: New rows for the ``artists``, ``tracks`` and ``albums`` tables (``Archive.plan_rows``).
+NewNames = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 def record_rows(records: Iterable[SourceRecord]) -> list[tuple[Any, ...]]:
-    """Records as ``save_rows`` takes them: their fields in order, '' for what is absent,
-    ``raw`` as a bytearray, and each name spelled by one string object however often it
-    recurs in the batch.
-
-    Python's sqlite3 binds str, int and bytearray directly but looks up an adaptation for
-    every None and bytes value (0.3-0.4 us each, several a listen); the archive's SQL
-    turns '' back into NULL and stores ``raw`` as text. A name shared by its rows is held
-    once by a batch's pickle (the writer process unpickles it once) and hashed and
-    encoded to UTF-8 for SQLite once: ``scrob import`` of a million listens is ~12 % less
-    work for the writer.
-    """
+    """Records as ``Archive.plan_record_rows`` takes them (a writer process that plans
+    their names itself): ``plan_rows``'s rows without the ids, each name spelled by one
+    string object however often it recurs in the batch (its pickle holds it once)."""
     one: dict[str, str] = {}
     same = one.setdefault
     return [(r.listened_at, same(r.artist, r.artist), same(r.track, r.track),
              same(album, album) if (album := r.album) else "",
              "" if r.duration is None else r.duration, r.recording_mbid or "",
-             r.release_mbid or "", r.artist_mbids, r.remote_id or "",
+             r.release_mbid or "", dumps(mbids).decode() if (mbids := r.artist_mbids) else "",
+             r.remote_id or "",
              bytearray(raw) if (raw := r.raw) and type(raw) is bytes else raw or "")
             for r in records]
-
-
-def record_row(r: SourceRecord) -> tuple[Any, ...]:
-    """One record as ``save_rows`` takes it (``record_rows``)."""
-    return record_rows((r,))[0]
 
 
 class Archive:
@@ -147,8 +143,10 @@ class Archive:
         self._lock: Any = None
         self._ids: dict[str, dict[str, int]] = {"artists": {}, "tracks": {}, "albums": {}}
         self._accounts: dict[Account, int] = {}  # rows of ``accounts``, as saving finds them
-        # (artist, track, album) as spelled -> their ids (``_name_ids``)
-        self._spelled: dict[tuple[str, str, str | None], tuple[int, int, int]] = {}
+        self._next_ids: dict[str, int] = {}  # per name table, past every id handed out
+        # (artist, track, album or '') as spelled -> the same names, then their ids
+        # (``plan_rows``)
+        self._spelled: dict[tuple[str, str, str], Spelled] = {}
         # The name counts of the listens this object saved since its last fold, whose ids
         # are in (_tail[0], _tail[1]], per artist, track and album id: the fold adds them
         # instead of reading those listens back. ``_saving`` is the same for the open
@@ -283,20 +281,26 @@ class Archive:
         in time, one-to-one) is attached to it; anything else is a new listen. The cursor
         only moves forward. Inside ``transaction()`` this is part of its transaction.
         """
-        return self.save_rows(account, record_rows(records), cursor=cursor)
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        with self.transaction():
+            rows, new_names = self.plan_rows(records)
+            return self.save_rows(account, rows, new_names, cursor=cursor)
 
     def save_rows(
         self,
         account: Account,
-        rows: Iterable[tuple[Any, ...]],
+        rows: list[tuple[Any, ...]],
+        new_names: NewNames,
         *,
         cursor: int | None = None,
     ) -> SaveResult:
-        """``save_records`` for records as ``record_rows`` makes them: the writer process
-        receives them so, and reads them without building objects."""
+        """``save_records`` for records as ``plan_rows`` made them: the names it planned
+        are created first. The writer process saves what its parent planned so."""
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
         with self.transaction():
+            self._insert_names(new_names)
             batch = sorted(rows, key=_TIME)
             result = SaveResult(received=len(batch))
             for window in _windows(batch):
@@ -350,10 +354,14 @@ class Archive:
 
     def _forget(self) -> None:
         """Ids handed out in a rolled-back transaction (or part of one) are void."""
-        for cache in self._ids.values():
-            cache.clear()
-        self._spelled.clear()
+        self.forget_names()
         self._accounts.clear()
+
+    def forget_names(self) -> None:
+        """Forget the name ids handed out (``plan_rows``): the archive is the truth
+        again. For a writer process's parent once the process has stopped."""
+        self._clear_names()
+        self._next_ids.clear()
 
     # The per-name ``listens`` counts are folded in bulk rather than updated with every
     # page: each page's updates would dirty pages all over the name tables (hundreds of
@@ -409,10 +417,10 @@ class Archive:
             raise
         self._tail, self._tail_counts = None, ()
 
-    def _count_new(self, rows: list[tuple[Any, ...]]) -> None:
-        """Count the names of new ``listens`` rows (ids ascending) of the open transaction."""
+    def _count_new(self, first: int, rows: list[tuple[Any, ...]]) -> None:
+        """Count the names of rows just saved as new listens, numbered from ``first``,
+        in the open transaction."""
         saving = self._saving
-        first = rows[0][0]
         if saving is None:
             tail = self._tail
             if tail is not None and tail[1] == first - 1:
@@ -425,7 +433,7 @@ class Archive:
             self._saving = saving
         if saving[1] != first - 1:  # not contiguous (never expected): the fold reads them
             saving[0] = None
-        saving[1] = rows[-1][0]
+        saving[1] = first + len(rows) - 1
         for counts, get in zip(saving[2], _NAME_IDS):
             counts.update(map(get, rows))
         saving[2][2].pop(0, None)  # listens without an album
@@ -445,13 +453,14 @@ class Archive:
 
     def _save_window(self, account: Account, batch: list[tuple[Any, ...]],
                      result: SaveResult) -> None:
-        """Save a time-sorted window of rows (``record_rows``: listened_at, artist, track,
-        album, duration, recording MBID, release MBID, artist MBIDs, remote id, raw; ''
-        or None where absent)."""
+        """Save a time-sorted window of rows (``plan_rows``: listened_at, artist, track,
+        album, duration, recording MBID, release MBID, artist MBIDs as JSON, remote id,
+        raw, '' where absent; artist, track and album ids)."""
         conn = self.conn
         lo = batch[0][0] - self.tolerance
         hi = batch[-1][0] + self.tolerance
         account_id = self._account_id(account)
+        assert account_id is not None  # created if new
         near = {"lo": lo, "hi": hi, "account_id": account_id}
         seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, near))
         # Other accounts' listens near the batch that this account has no record of yet:
@@ -459,11 +468,14 @@ class Archive:
         index = CandidateIndex()
         for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, near):
             index.add(Candidate(lid, t), tid, mbid)
-
-        name_ids = self._name_ids(batch)
-
-        next_id = (conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
         now = int(time.time())
+        insert = queries.INSERT_LISTEN.format(account_id=account_id, seen_at=now)
+        if not seen and not index and len(set(map(_IDENTITY, batch))) == len(batch):
+            # Nothing near it in the archive, no repeats: every row is a new listen, saved
+            # as it is (a first sync or import: no Python work a row at all).
+            self._insert_listens(insert, batch)
+            result.new += len(batch)
+            return
         new_listens: list[tuple[Any, ...]] = []
         new_sightings: list[tuple[Any, ...]] = []
         # Same-source identity first, then one-to-one matching of the rest against the
@@ -472,67 +484,111 @@ class Archive:
         if index:
             pairs: list[tuple[int, int, int, Candidate]] = []
             known = set(seen)  # repeats are not offered a candidate they would waste
-            for idx, (row, ids) in enumerate(zip(batch, name_ids)):
-                ident = (row[0], ids[1])
+            for idx, row in enumerate(batch):
+                ident = (row[0], row[11])
                 if ident in known:
                     continue
                 known.add(ident)
                 pairs.extend((abs(c.listened_at - row[0]), c.listen_id, idx, c)
                              for c in index.within(row[0], ident[1], row[5], self.tolerance))
             matched = assign(pairs) if pairs else {}
-        dumps = orjson.dumps
-        for idx, ((listened_at, artist, track, album, duration, recording_mbid,
-                   release_mbid, artist_mbids, remote_id, raw),
-                  (artist_id, track_id, album_id)) in enumerate(zip(batch, name_ids)):
-            ident = (listened_at, track_id)
+        for idx, row in enumerate(batch):
+            ident = (row[0], row[11])
             if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
                 continue
             seen.add(ident)
             match = matched.get(idx) if matched else None
             if match is not None:  # another account's listen: this is a later sighting
-                new_sightings.append((match.listen_id, account_id, listened_at, track_id,
-                                      remote_id, raw, now))
+                new_sightings.append((match.listen_id, account_id, row[0], row[11],
+                                      row[8], row[9], now))
                 continue
             # A new listen is this source's own, and carries its sighting: no other record
             # of the batch (all from this source) may match it, so it never joins the
             # candidates.
-            new_listens.append((
-                next_id, listened_at, artist, track, album, duration, recording_mbid,
-                release_mbid, dumps(artist_mbids).decode() if artist_mbids else "",
-                artist_id, track_id, album_id, account_id, remote_id, raw, now,
-            ))
-            next_id += 1
+            new_listens.append(row)
         result.new += len(new_listens)
         result.merged += len(new_sightings)
         if new_listens:
-            conn.executemany(queries.INSERT_LISTEN, new_listens)
-            self._count_new(new_listens)
+            self._insert_listens(insert, new_listens)
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
 
-    def _name_ids(self, batch: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
-        """The artist, track and album ids of each row (album 0: none), creating rows for
-        new names.
+    def _insert_listens(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert new listens (SQLite numbers them on from the largest id: one after
+        another) and count their names."""
+        first = (self.conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0) + 1
+        self.conn.executemany(insert, rows)
+        self._count_new(first, rows)
 
-        Spellings repeat a great deal, so ids are cached per spelling (bounded; a
-        rollback clears it); only the others go through their name keys."""
+    def names_full(self) -> bool:
+        """Whether ``plan_rows`` will empty a cache of name keys before its next batch:
+        a writer process must first have saved every batch planned with it (a key it
+        forgets is looked up in the archive again, which may not have it yet)."""
+        return any(len(cache) > self.name_cache // 3 for cache in self._ids.values())
+
+    def plan_rows(self, records: Iterable[SourceRecord], *, trim: bool = True
+                  ) -> tuple[list[tuple[Any, ...]], NewNames]:
+        """Records as ``save_rows`` takes them, and the ``artists``, ``tracks`` and
+        ``albums`` rows to create first for names the archive does not have yet. Writes
+        nothing: a writer process can save what this process planned (and need not spend
+        its time on names while this one reads the next batch).
+
+        A row holds a record's fields in order, '' for what is absent (Python's sqlite3
+        binds str, int and bytearray directly but looks up an adaptation for every None
+        and bytes value; the archive's SQL turns '' back into NULL), ``raw`` as a
+        bytearray, then the artist, track and album ids (album 0: none).
+
+        Spellings repeat a great deal, so each spelling is kept (bounded; a rollback
+        clears it) with its ids and its names as one string object each, which every row
+        spelled so shares: a batch's pickle holds each once, and SQLite's UTF-8 encoding
+        of it is cached. Only the others go through their name keys. New ids are handed
+        out past both the archive's and every one planned before: the writer process may
+        not have saved those yet. ``trim=False`` keeps full caches (a writer process may
+        still be saving what they planned)."""
+        batch = records if isinstance(records, list) else list(records)
+        spelled, new_names = self._spelled_as(
+            [(r.artist, r.track, r.album or "") for r in batch], trim=trim)
+        return [(r.listened_at, c[0], c[1], c[2], "" if (d := r.duration) is None else d,
+                 r.recording_mbid or "", r.release_mbid or "",
+                 dumps(mbids).decode() if (mbids := r.artist_mbids) else "", r.remote_id or "",
+                 bytearray(raw) if (raw := r.raw) and type(raw) is bytes else raw or "",
+                 c[3], c[4], c[5])
+                for r, c in zip(batch, spelled)], new_names
+
+    def plan_record_rows(self, rows: list[tuple[Any, ...]]
+                         ) -> tuple[list[tuple[Any, ...]], NewNames]:
+        """``plan_rows`` for rows ``record_rows`` made: what a writer process does when
+        its parent sends records as they are."""
+        spelled, new_names = self._spelled_as([row[1:4] for row in rows], trim=True)
+        return [row + c[3:] for row, c in zip(rows, spelled)], new_names
+
+    def _spelled_as(self, spellings: list[tuple[str, str, str]], *, trim: bool
+                    ) -> tuple[list[Spelled], NewNames]:
+        """Each spelling's names and ids, and the name rows to create for new ones."""
+        if trim:  # bounded memory: a full cache is emptied, and refilled on demand
+            if len(self._spelled) > self.name_cache:
+                self._spelled.clear()
+            for cache in self._ids.values():
+                if len(cache) > self.name_cache // 3:
+                    cache.clear()
+        found = list(map(self._spelled.get, spellings))
+        new_names: NewNames = ([], [], [])
+        if None in found:
+            self._plan_names(spellings, found, new_names)
+        return cast("list[Spelled]", found), new_names  # each one found or planned
+
+    def _plan_names(self, spellings: list[tuple[str, str, str]],
+                    found: list[Spelled | None], new_names: NewNames) -> None:
+        """Fill in ``found`` where a spelling is not cached: look its names' keys up in
+        the archive, or plan new rows for them."""
         cache = self._spelled
-        found = [cache.get(row[1:4]) for row in batch]
-        if None not in found:
-            return found  # type: ignore[return-value]
-        if len(cache) > self.name_cache:  # bounded memory; refilled on demand
-            cache.clear()
-        keyed: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+        keyed: dict[tuple[str, str, str], tuple[str, str, str | None]] = {}
         want_artists: dict[str, tuple[str | None, int | None]] = {}
         want_tracks: dict[str, tuple[str | None, str]] = {}
         want_albums: dict[str, tuple[str | None, str]] = {}
-        for row, ids in zip(batch, found):
-            if ids is not None:
-                continue
-            names = row[1:4]
-            if names in keyed:
-                continue
+        misses = [i for i, c in enumerate(found) if c is None]
+        for names in dict.fromkeys(spellings[i] for i in misses):
             artist, track, album = names
             a = name_key(artist)
             k = keyed[names] = (a, a + SEP + name_key(track),
@@ -543,14 +599,22 @@ class Archive:
                 want_tracks[k[1]] = (track, a)
             if k[2] is not None and k[2] not in want_albums:
                 want_albums[k[2]] = (album, a)
-        artist_ids = self._resolve("artists", want_artists)
+        artist_ids = self._resolve("artists", want_artists, new_names[0])
         track_ids = self._resolve("tracks", {k: (n, artist_ids[a])
-                                             for k, (n, a) in want_tracks.items()})
+                                             for k, (n, a) in want_tracks.items()},
+                                  new_names[1])
         album_ids = self._resolve("albums", {k: (n, artist_ids[a])
-                                             for k, (n, a) in want_albums.items()})
+                                             for k, (n, a) in want_albums.items()},
+                                  new_names[2])
         for names, (a, t, b) in keyed.items():
-            cache[names] = (artist_ids[a], track_ids[t], album_ids[b] if b else 0)
-        return [ids or cache[row[1:4]] for row, ids in zip(batch, found)]
+            cache[names] = (*names, artist_ids[a], track_ids[t], album_ids[b] if b else 0)
+        for i in misses:
+            found[i] = cache[spellings[i]]
+
+    def _clear_names(self) -> None:
+        for cache in self._ids.values():
+            cache.clear()
+        self._spelled.clear()
 
     def _account_id(self, account: Account, *, create: bool = True) -> int | None:
         """The ``accounts`` row of ``account`` (created when saving, so inside the
@@ -569,39 +633,42 @@ class Archive:
         return int(row[0])
 
 
-    def _resolve(self, table: str, wanted: dict[str, tuple[str | None, int | None]]
-                 ) -> dict[str, int]:
-        """Row ids for name keys, creating rows for new ones (first spelling kept).
-
-        Ids are cached for the life of the writer; a rolled-back transaction clears the
-        cache (see ``save_records``).
-        """
+    def _resolve(self, table: str, wanted: dict[str, tuple[str | None, int | None]],
+                 new: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Row ids for name keys; a new key gets the next id and its row (first spelling
+        kept) is added to ``new`` for ``_insert_names``."""
         cache = self._ids[table]
-        if len(cache) > self.name_cache // 3:  # bounded memory; refilled on demand
-            cache.clear()
         missing = [k for k in wanted if k not in cache]
         for i in range(0, len(missing), 500):
             chunk = missing[i:i + 500]
             marks = ",".join("?" * len(chunk))
             cache.update(self.conn.execute(
                 f"SELECT key, id FROM {table} WHERE key IN ({marks})", chunk))
-        new = [k for k in missing if k not in cache]
-        if new:
-            next_id = (self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) + 1
-            rows = []
-            for key in new:
+        fresh = [k for k in missing if k not in cache]
+        if fresh:
+            last = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
+            next_id = max(last + 1, self._next_ids.get(table, 0))
+            for key in fresh:
                 name, artist_id = wanted[key]
                 cache[key] = next_id
-                rows.append((next_id, key, name, artist_id) if table != "artists"
-                            else (next_id, key, name))
+                new.append((next_id, key, name, artist_id) if table != "artists"
+                           else (next_id, key, name))
                 next_id += 1
-            columns = "id, key, name" + (", artist_id" if table != "artists" else "")
-            marks = ", ".join("?" * len(rows[0]))
-            self.conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            self._next_ids[table] = next_id
         return cache
 
+    def _insert_names(self, new_names: NewNames) -> None:
+        """Create the name rows ``plan_rows`` planned (artists first: the others refer
+        to them)."""
+        for (table, _), rows in zip(_NAME_COLUMNS, new_names):
+            if rows:
+                columns = "id, key, name" + (", artist_id" if table != "artists" else "")
+                marks = ", ".join("?" * len(rows[0]))
+                self.conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                                      rows)
+
     def saver(self, on_saved: Callable[[SaveResult], None] | None = None, *,
-              log: Callable[[str], None] | None = None) -> Saver:
+              log: Callable[[str], None] | None = None, plan_names: bool = False) -> Saver:
         """A context for saving many batches: ``save(account, records, cursor=...)``.
 
         With ``background`` (the CLI's syncs and imports), batches after a small first
@@ -610,12 +677,14 @@ class Archive:
         one transaction with its cursor, and ``on_saved`` gets each batch's counts, in
         order. ``log`` hears when a writer process starts (``--verbose``). A caller that
         knows how many records are coming says so with ``expect(n)``: a big job starts
-        its writer process at once.
+        its writer process at once. ``plan_names`` has this process plan each batch's
+        names (``plan_rows``) for the writer process: for a caller that has time to
+        spare while it waits for the writer (an import, not a sync).
         """
         from .writer import BackgroundSaver, Saver
 
         if self.background:
-            return BackgroundSaver(self, on_saved, log=log)
+            return BackgroundSaver(self, on_saved, log=log, plan_names=plan_names)
         return Saver(self, on_saved)
 
     def set_cursor(self, account: Account, cursor: int) -> None:

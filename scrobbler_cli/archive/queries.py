@@ -26,15 +26,18 @@ SELECT listened_at, track_id FROM sightings
 WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
 """
 
-# Rows come as ``archive.record_rows`` makes them: '' (0 for ``album_id``) where a value is
-# absent, which these turn into NULL (Python's sqlite3 binds None slowly), and ``raw`` as
-# the parsers' UTF-8 bytes, which CAST stores as the text they are without decoding them.
+# Rows come as ``Archive.plan_rows`` makes them, saved as they are: '' (0 for
+# ``album_id``) where a value is absent, which this turns into NULL (Python's sqlite3 binds
+# None slowly), and ``raw`` as the parsers' UTF-8 bytes, which CAST stores as the text they
+# are without decoding them. SQLite numbers the rows on from the largest id. The account
+# and the time seen are the same for all the rows: integers formatted in.
 INSERT_LISTEN = """
-INSERT INTO listens (id, listened_at, artist, track, album, duration, recording_mbid,
-                     release_mbid, artist_mbids, artist_id, track_id, album_id, account_id,
-                     remote_id, raw, seen_at)
-VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''),
-        NULLIF(?, ''), ?, ?, NULLIF(?, 0), ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
+INSERT INTO listens (listened_at, artist, track, album, duration, recording_mbid,
+                     release_mbid, artist_mbids, remote_id, raw, artist_id, track_id,
+                     album_id, account_id, seen_at)
+VALUES (?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''),
+        NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?, ?, NULLIF(?, 0), {account_id},
+        {seen_at})
 """
 
 INSERT_SIGHTING = """

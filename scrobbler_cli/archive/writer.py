@@ -3,8 +3,14 @@
 A sync or an import spends its time in two halves that both need the interpreter:
 fetching and parsing records, and saving them (identity, matching, SQLite). Threads
 cannot run the two at once (the GIL), so ``BackgroundSaver`` hands each batch to a
-child process that runs ``Archive.save_rows`` while this process fetches and parses
-the next one: two cores instead of one.
+child process that saves it (``Archive.save_rows``) while this process fetches and
+parses the next one: two cores instead of one.
+
+An import, whose reading is the quicker half, also plans each batch's names here
+(``plan_names``: ``Archive.plan_rows``, ids for new names handed out here), so that the
+child is left with its SQL; a sync's child plans them itself. Ids handed out here for
+the child are forgotten once it stops, and a full cache of name keys is emptied only
+once the child has saved every batch planned with it.
 
 Nothing about correctness changes. The child commits each batch with its cursor in one
 transaction, exactly as ``save_records`` does here, and does its identity checks
@@ -134,9 +140,11 @@ class BackgroundSaver(Saver):
     """
 
     def __init__(self, archive: Archive, on_saved: OnSaved | None = None, *,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, plan_names: bool = False
+                 ) -> None:
         super().__init__(archive, on_saved)
         self.log = log
+        self.plan_names = plan_names
         self._proc: subprocess.Popen[bytes] | None = None
         self._inline = not _can_spawn()  # save here, as ``Saver`` does
         self._replies: SimpleQueue[Any] = SimpleQueue()
@@ -146,6 +154,7 @@ class BackgroundSaver(Saver):
         self._held: list[SourceRecord] = []  # joined, not yet sent
         self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
+        self._planned = False  # name ids handed out for the child (void once it stops)
 
     def expect(self, records: int) -> None:
         """Start the child now if a big job is announced (a sync that has just learnt
@@ -186,6 +195,7 @@ class BackgroundSaver(Saver):
                 self._report(self._poll(block=True))
         finally:
             self._stop(DRAIN_WAIT)
+            self._forget_plans()
         if self._proc.returncode != 0:
             raise ArchiveError(f"the archive writer process failed (exit code "
                                f"{self._proc.returncode})")
@@ -200,7 +210,10 @@ class BackgroundSaver(Saver):
             self._flush(wait=False)
         except ArchiveError:
             pass
-        self._stop(DRAIN_WAIT)
+        try:
+            self._stop(DRAIN_WAIT)
+        finally:
+            self._forget_plans()
         while True:
             try:
                 reply = self._replies.get_nowait()
@@ -209,6 +222,14 @@ class BackgroundSaver(Saver):
             if reply is None or reply[0] == "error":
                 return  # nothing after an error was saved
             self._report(SaveResult(*reply[1:]))
+
+    def _forget_plans(self) -> None:
+        """The child has stopped: the archive holds what it saved, and the name ids
+        planned for batches it did not save are void (a later save, say of the next
+        account of ``scrob sync all``, must not use them)."""
+        if self._planned:
+            self.archive.forget_names()
+            self._planned = False
 
     # -- the parent's side of the pipe ---------------------------------------------------
 
@@ -220,9 +241,17 @@ class BackgroundSaver(Saver):
         while wait and self._waiting >= DEPTH:
             self._report(self._poll(block=True))
         account = self._held_for[0]
-        rows = record_rows(self._held)
+        if self.plan_names:
+            while wait and self._waiting and self.archive.names_full():
+                # the names about to be forgotten must be in the archive before they
+                # are looked up there again
+                self._report(self._poll(block=True))
+            rows, new_names = self.archive.plan_rows(self._held, trim=wait)
+            self._planned = True
+        else:
+            rows, new_names = record_rows(self._held), None  # the child plans them
         self._held, self._held_for = [], None
-        self._send((account.service, account.name, rows, self._held_cursor))
+        self._send((account.service, account.name, rows, new_names, self._held_cursor))
         self._waiting += 1
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
@@ -453,8 +482,11 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
 
 
 def _save(archive: Archive, message: Any) -> SaveResult:
-    service, name, rows, cursor = message
-    return archive.save_rows(Account(service, name), rows, cursor=cursor)
+    service, name, rows, new_names, cursor = message
+    with archive.transaction():  # what planning names here hands out is void if it fails
+        if new_names is None:
+            rows, new_names = archive.plan_record_rows(rows)
+        return archive.save_rows(Account(service, name), rows, new_names, cursor=cursor)
 
 
 def _waiting(inp: IO[bytes]) -> bool:
