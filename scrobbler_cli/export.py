@@ -52,11 +52,14 @@ def export_listens(archive: Archive, config: ServiceConfig,
     if config.user and not options.dry_run:
         target = service.account_for(config.user)
         if archive.get_cursor(target) is None:
+            partly = target in archive.known_accounts()  # synced with --since only
             raise UsageError(
-                f"{target.source} has never been synced, so scrob cannot tell what it "
-                "already has",
-                hint=f"run `scrob sync {config.service} --user {target.name}` first "
-                     "(or try --dry-run)")
+                f"{target.source} has "
+                + ("only been synced from a --since date" if partly else "never been synced")
+                + ", so scrob cannot tell what it already has",
+                hint=f"run `scrob sync {config.service} --user {target.name}` first"
+                     + (" (without --since: that syncs it in full)" if partly else "")
+                     + " (or try --dry-run)")
     if options.mine:
         options = replace(options, foreign=tuple(foreign_accounts(archive, options.mine)))
         if options.foreign and options.log:

@@ -38,6 +38,11 @@ def _escape_char(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 request``, ``2 requests``, ``1,200 requests`` (nouns whose plural takes s)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def json_line(obj: Any) -> str:
     """Compact JSON with non-ASCII kept readable but C1 and bidi controls escaped."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

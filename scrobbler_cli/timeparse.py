@@ -51,7 +51,8 @@ def _stamp(dt: datetime, tz: tzinfo | None) -> int:
     try:
         stamp = int(dt.timestamp())  # naive: local time through the C library's rules
     except (OverflowError, OSError, ValueError):
-        raise UsageError(f"the date {dt.isoformat()} is out of range") from None
+        raise UsageError(f"the date {dt.isoformat()} is out of range",
+                         hint="use a date between 1970 and 9999") from None
     return max(stamp, 0) if dt.year >= 1970 else stamp
 
 
@@ -65,7 +66,11 @@ def _checked(stamp: int, text: str) -> int:
 def parse_date(text: str, tz: tzinfo | None = None) -> int:
     """Unix seconds for a user's date, time or timestamp."""
     value = text.strip()
-    if re.fullmatch(r"-?\d{9,}", value) or re.fullmatch(r"\d{1,8}", value) and len(value) > 4:
+    if re.fullmatch(r"[-+]?\d+", value):
+        if len(value) == 4 and 1970 <= int(value) <= 9999:  # `--since 2024`
+            raise UsageError(f"{text!r} could be a year or unix seconds",
+                             hint=f"for the year write {value}-01-01; unix seconds that "
+                                  "small are the first hour of 1970")
         return _checked(int(value), text)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

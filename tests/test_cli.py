@@ -539,3 +539,26 @@ def test_a_directory_as_the_archive_is_named_as_one(scrob, tmp_path: Path,
     assert result.err.count("\n") == 1
     assert "is a directory" in result.err and "scrob --db PATH" in result.err
     assert list(folder.iterdir()) == []  # nothing was made inside it
+
+
+def test_counts_in_summaries_agree_with_their_number() -> None:
+    from scrobbler_cli.render import count
+
+    assert [count(n, "request") for n in (0, 1, 2, 1200)] == [
+        "0 requests", "1 request", "2 requests", "1,200 requests"]
+
+
+def test_an_archive_path_in_a_missing_directory_is_refused_not_created(
+        scrob, tmp_path: Path) -> None:
+    """`--db /typo/dir/a.db` (or SCROB_DB): a directory the user did not make is more
+    likely a typo than a wish; scrob's own default directory is still made as needed."""
+    data = tmp_path / "history.ndjson"
+    data.write_text('{"listened_at": 1714600000, "artist": "A", "track": "B"}\n')
+    typo = tmp_path / "musci" / "archive.db"
+    result = scrob("--db", str(typo), "import", str(data))
+    assert result.code == 2
+    assert f"there is no directory {typo.parent}" in result.err
+    assert not typo.parent.exists()
+    (tmp_path / "music").mkdir()
+    assert scrob("--db", str(tmp_path / "music" / "archive.db"), "import", str(data)
+                 ).code == 0

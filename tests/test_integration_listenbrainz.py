@@ -395,6 +395,26 @@ def test_export_then_export_again_sends_nothing(
     assert len(lb.requests_to("/submit-listens")) == sent  # the fake received nothing
 
 
+def test_a_sync_from_a_date_only_says_how_to_sync_in_full_and_export_waits_for_it(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str]) -> None:
+    now = int(time.time())
+    lb.add_listens("Alice", [{"listened_at": now - d * DAY, "track_metadata": {
+        "artist_name": "Björk", "track_name": f"Track {d}"}} for d in (40, 20, 10)])
+    since = time.strftime("%Y-%m-%d", time.gmtime(now - 30 * DAY))
+    synced = scrob_proc("sync", "listenbrainz", "--since", since)
+    assert synced.code == 0, synced.err
+    assert "2 fetched, 2 new" in synced.err
+    assert "not yet synced in full (`scrob sync listenbrainz` without --since does it)" \
+        in synced.err and "up to -" not in synced.err
+    refused = scrob_proc("export", "listenbrainz")
+    assert refused.code == 2
+    assert "listenbrainz:alice has only been synced from a --since date" in refused.err
+    assert "without --since" in refused.err
+    assert scrob_proc("sync", "listenbrainz").code == 0
+    assert scrob_proc("export", "listenbrainz").code == 0  # nothing it lacks, nothing sent
+    assert lb.requests_to("/submit-listens") == []
+
+
 def test_export_reports_invalid_listens_and_sends_the_rest(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
     now = int(time.time())

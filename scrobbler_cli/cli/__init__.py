@@ -48,6 +48,13 @@ class State:
         settings = config.load()
         path = config.db_path(self.db)
         self.log(f"archive: {path}")
+        if not readonly and path != config.default_db_path() and not path.parent.is_dir():
+            # a path the user gave: a missing directory is more likely a typo than a wish
+            from ..errors import UsageError
+
+            raise UsageError(f"there is no directory {path.parent} for the archive {path}",
+                             hint="create it first, or check the path given with --db or "
+                                  "SCROB_DB")
         return Archive(path, readonly=readonly, lock_wait=float(settings.lock_wait),
                        tolerance=int(settings.match_tolerance), background=background,
                        **options)

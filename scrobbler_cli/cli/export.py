@@ -58,6 +58,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
 
 
 def _summary(r: object, dry_run: bool) -> str:
+    from .. import render
     from ..models import ExportReport
 
     assert isinstance(r, ExportReport)
@@ -70,7 +71,7 @@ def _summary(r: object, dry_run: bool) -> str:
         text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.reasons.items())) + ")"
     if r.remaining:
         text += f"; {r.remaining:,} left for a later run"
-    return text + f"; {r.requests:,} requests"
+    return text + f"; {render.count(r.requests, 'request')}"
 
 
 @app.command("listenbrainz")

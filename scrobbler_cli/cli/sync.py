@@ -75,15 +75,22 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
 
 
 def _summary(r: object) -> str:
+    from .. import render
     from ..models import SyncReport
 
     assert isinstance(r, SyncReport)
-    when = (datetime.fromtimestamp(r.cursor, tz=timezone.utc).astimezone()
-            .strftime("%Y-%m-%d %H:%M") if r.cursor else "-")
-    state = "complete" if r.complete else "incomplete (run it again to go on)"
+    if r.cursor is not None:
+        when = (datetime.fromtimestamp(r.cursor, tz=timezone.utc).astimezone()
+                .strftime("%Y-%m-%d %H:%M"))
+        state = f"complete up to {when}" if r.complete else \
+            f"incomplete (run it again to go on), complete up to {when}"
+    elif r.complete:  # a --since sync of an account never synced in full
+        state = f"not yet synced in full (`scrob sync {r.service}` without --since does it)"
+    else:
+        state = "incomplete (run it again to go on)"
     return (f"{r.service} {r.user}: {r.fetched:,} fetched, {r.new:,} new, "
-            f"{r.duplicates:,} already archived, {r.requests:,} requests; "
-            f"{state} up to {when}")
+            f"{r.duplicates:,} already archived, {render.count(r.requests, 'request')}; "
+            f"{state}")
 
 
 @app.command("lastfm")
