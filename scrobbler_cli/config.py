@@ -115,7 +115,9 @@ def _coerce(name: str, raw: Any, default: Any, where: str) -> Any:
     """A setting as its default's type; ``where`` names it for the user (the variable,
     or the settings file's key)."""
     if not isinstance(default, (int, float)) or isinstance(default, bool):
-        return str(raw)
+        if not isinstance(raw, str):  # `user = 5` in the file: which text was meant?
+            raise UsageError(f"{where} must be text in quotes, not {raw!r}")
+        return raw
     whole = isinstance(default, int)  # seconds compared with whole-second times
     kind = "a whole number" if whole else "a number"
     try:

@@ -225,6 +225,10 @@ def test_listens_name_filters_ignore_case_and_spacing(scrob, db: Path) -> None:
     assert tracks(scrob("listens", "--json", "--artist", "björk", "--album", "HOMOGENIC")) == [
         "Jóga"]
     assert tracks(scrob("listens", "--json", "--artist", "Radio")) == []  # not a substring
+    for option in ("--artist", "--track", "--album"):  # an empty name is a mistake
+        result = scrob("listens", "--json", option, " ")
+        assert (result.code, result.out) == (2, "")
+        assert f"{option} needs a name" in result.err
 
 
 def test_listens_source_filter(scrob, db: Path) -> None:
@@ -562,3 +566,18 @@ def test_an_archive_path_in_a_missing_directory_is_refused_not_created(
     (tmp_path / "music").mkdir()
     assert scrob("--db", str(tmp_path / "music" / "archive.db"), "import", str(data)
                  ).code == 0
+
+
+@pytest.mark.parametrize(("n", "warned"), [(50, False), (51, True)])
+def test_a_table_says_it_was_cut_only_when_there_is_more(
+        scrob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, warned: bool) -> None:
+    path = tmp_path / "archive.db"
+    monkeypatch.setenv("SCROB_DB", str(path))
+    with Archive(path) as archive:
+        archive.save_records(LASTFM, [SourceRecord(T + i * 600, "A", f"Song {i}")
+                                      for i in range(n)])
+    result = scrob("listens")
+    assert result.code == 0
+    assert ("showing 50 listens" in result.err) is warned
+    assert f"Song {n - 1}" in result.out  # the newest first
+    assert ("Song 0" in result.out) is not warned  # the oldest, the 51st

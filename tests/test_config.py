@@ -387,6 +387,18 @@ def test_a_bad_number_in_the_file_names_its_key(toml: str, said: str) -> None:
     assert said in str(caught.value)
 
 
+@pytest.mark.parametrize("value", ["5", "true", "[\"alice\"]", "{ name = \"alice\" }"])
+def test_text_in_the_file_must_be_in_quotes(value: str) -> None:
+    """`user = 5` would have synced an account called "5", `user = true` one called
+    "True": a user name in the file that is not text is refused, naming its key."""
+    write_config(f"[lastfm]\nuser = {value}\n")
+    with pytest.raises(UsageError) as caught:
+        config.load()
+    assert "[lastfm] user in the settings file must be text in quotes" in str(caught.value)
+    write_config('[lastfm]\nuser = "5"\n')
+    assert config.load().lastfm_user == "5"
+
+
 def test_the_settings_and_the_archive_agree_on_the_largest_tolerance(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from scrobbler_cli.archive import MAX_TOLERANCE

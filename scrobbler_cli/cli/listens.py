@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--json and --format {fmt} ask for two formats", hint="give one")
         if json_:
             fmt = "json"
+        for option, value in (("--artist", artist), ("--track", track), ("--album", album)):
+            if value is not None and not value.strip():  # no name is empty: matches nothing
+                raise UsageError(f"{option} needs a name", hint=f"leave {option} out to "
+                                 "list every one")
         zinfo = zone(tz)
         start = parse_date(since, zinfo) if since else None
         end = parse_date(until, zinfo) if until else None
@@ -58,7 +62,7 @@ def register(app: typer.Typer) -> None:
             limit = min(limit, 2**62)  # more than any archive holds: all (SQLite's bound)
         capped = fmt == "table" and limit is None
         if capped:  # a table of a whole history helps nobody; --json/--format csv are uncapped
-            limit = TABLE_LIMIT
+            limit = TABLE_LIMIT + 1  # one more tells whether there are more
         with state().archive(readonly=True) as archive:
             rows = archive.listens(since=start, until=end, artist=artist, track=track,
                                    album=album, source=source, limit=limit,
@@ -72,10 +76,11 @@ def register(app: typer.Typer) -> None:
                     for r in rows))
             else:
                 shown = list(rows)
+                more = capped and len(shown) > TABLE_LIMIT
                 render.table(None, ["when", "artist", "track", "album", "sources"], (
                     [_when(r.listened_at, zinfo), r.artist, r.track, r.album or "",
-                     ", ".join(r.sources)] for r in shown))
-                if capped and len(shown) == TABLE_LIMIT and not state().quiet:
+                     ", ".join(r.sources)] for r in shown[:TABLE_LIMIT]))
+                if more and not state().quiet:
                     render.warn(f"showing {TABLE_LIMIT} listens; use --limit N for more, "
                                 "or --json / --format csv for all")
 
