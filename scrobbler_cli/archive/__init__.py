@@ -360,7 +360,9 @@ class Archive:
     def forget_names(self) -> None:
         """Forget the name ids handed out (``plan_rows``): the archive is the truth
         again. For a writer process's parent once the process has stopped."""
-        self._clear_names()
+        for cache in self._ids.values():
+            cache.clear()
+        self._spelled.clear()
         self._next_ids.clear()
 
     # The per-name ``listens`` counts are folded in bulk rather than updated with every
@@ -610,11 +612,6 @@ class Archive:
             cache[names] = (*names, artist_ids[a], track_ids[t], album_ids[b] if b else 0)
         for i in misses:
             found[i] = cache[spellings[i]]
-
-    def _clear_names(self) -> None:
-        for cache in self._ids.values():
-            cache.clear()
-        self._spelled.clear()
 
     def _account_id(self, account: Account, *, create: bool = True) -> int | None:
         """The ``accounts`` row of ``account`` (created when saving, so inside the

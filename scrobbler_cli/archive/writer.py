@@ -225,8 +225,8 @@ class BackgroundSaver(Saver):
 
     def _forget_plans(self) -> None:
         """The child has stopped: the archive holds what it saved, and the name ids
-        planned for batches it did not save are void (a later save, say of the next
-        account of ``scrob sync all``, must not use them)."""
+        planned for batches it did not save are void (a later save through the same
+        archive, in this process or another writer process, must not use them)."""
         if self._planned:
             self.archive.forget_names()
             self._planned = False
