@@ -572,3 +572,54 @@ def test_an_import_through_the_writer_process_saves_what_one_process_would(
     assert [r[:-1] for r in there[0]] == [r[:-1] for r in here[0]]
     assert [r[:-1] for r in there[1]] == [r[:-1] for r in here[1]]
     assert there[2:] == here[2:]
+
+
+def test_lines_decoded_many_at_a_time_are_read_exactly_as_one_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrob NDJSON is decoded 4 MB at a time; whatever the chunks hold (a byte order
+    mark, CRLF, a blank line, two values on one line, one value over two lines, another
+    key, a bad value, no newline at the end), every line must be kept or reported with
+    its own number exactly as reading one line at a time does."""
+    import scrobbler_cli.importers as importers
+
+    T = 1_600_000_000
+
+    def line(i: int, **extra: Any) -> str:
+        return json.dumps({"listened_at": T + i * 60, "artist": "Björk", "track": f"T{i}",
+                           **extra})
+
+    lines = [line(i) for i in range(40)]
+    lines[0] = "\ufeff" + lines[0]
+    lines[3] += "\r"
+    lines[7] = ""
+    lines[11] = line(11) + " " + line(111)  # two values
+    lines[15] = f'{{"listened_at": {T + 15 * 60},'  # ... and the rest on the next line
+    lines[16] = '"artist": "A", "track": "B"}'
+    lines[20] = line(20, mood="calm")  # another key: kept (raw) through parse_scrob
+    lines[24] = line(24, duration=1.5)  # a bad value
+    lines[28] = "   "
+    path = tmp_path / "history.ndjson"
+    path.write_text("\n".join(lines), encoding="utf-8")  # no newline at the end
+
+    def run(chunk: int) -> tuple[object, ...]:
+        monkeypatch.setattr(importers, "CHUNK", chunk)
+        with Archive(tmp_path / f"a{chunk}.db") as archive:
+            report = import_file(archive, path)
+            kept = [(r.listened_at, r.track) for r in archive.listens()]
+        return report.records, report.invalid, report.problems, kept
+
+    one_by_one = run(chunk=1)  # every chunk is one line
+    assert one_by_one[:3] == (34, 4, [
+        ("history.ndjson:12", "not valid JSON (unexpected content after document)"),
+        ("history.ndjson:16", "not valid JSON (unexpected end of data)"),
+        ("history.ndjson:17", "not valid JSON (unexpected content after document)"),
+        ("history.ndjson:25", "duration must be whole seconds")])
+    assert (T + 20 * 60, "T20") in one_by_one[3] and len(one_by_one[3]) == 34
+    for chunk in (64, 500, 4096, 1 << 22):
+        assert run(chunk) == one_by_one, chunk
+    # two values on a line and a blank line in one chunk: as many values as lines, and
+    # still not one a line
+    path.write_text("\n".join([line(0), line(1) + " " + line(2), "", line(3)]) + "\n",
+                    encoding="utf-8")
+    assert run(chunk=1 << 22)[:3] == (2, 1, [
+        ("history.ndjson:2", "not valid JSON (unexpected content after document)")])
