@@ -411,3 +411,19 @@ def test_the_pipe_to_the_writer_holds_a_batch_in_few_writes(tmp_path: Path) -> N
             size = fcntl.fcntl(saver._proc.stdin.fileno(), fcntl.F_GETPIPE_SZ)
             assert size >= min(1 << 20, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
         assert archive.count() == 1500
+
+
+def test_names_a_writer_process_made_are_found_here_afterwards(tmp_path: Path) -> None:
+    """A sync's writer process plans its own names: once it has stopped, this process
+    must look them up again, not take them for new (it knew every name while the
+    archive was empty, and saved the first, small batch itself)."""
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(10), cursor=T)  # saved here, into empty tables
+            saver.save(LASTFM, [SourceRecord(r.listened_at, "Later " + r.artist, r.track)
+                                for r in plays(1500, start=T + 10**7)])
+            assert saver._proc is not None
+        archive.save_records(LB, [SourceRecord(T + 2 * 10**7, "Later Artist 1", "Track 1")])
+        q = archive.conn.execute
+        assert q("SELECT count(*) FROM artists WHERE key = 'later artist 1'").fetchone() == (1,)
+        assert len(list(archive.listens(artist="later artist 1"))) == 1500 // 37 + 1 + 1

@@ -154,7 +154,6 @@ class BackgroundSaver(Saver):
         self._held: list[SourceRecord] = []  # joined, not yet sent
         self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
-        self._planned = False  # name ids handed out for the child (void once it stops)
 
     def expect(self, records: int) -> None:
         """Start the child now if a big job is announced (a sync that has just learnt
@@ -226,10 +225,9 @@ class BackgroundSaver(Saver):
     def _forget_plans(self) -> None:
         """The child has stopped: the archive holds what it saved, and the name ids
         planned for batches it did not save are void (a later save through the same
-        archive, in this process or another writer process, must not use them)."""
-        if self._planned:
-            self.archive.forget_names()
-            self._planned = False
+        archive, in this process or another writer process, must not use them). A
+        child that planned names itself wrote some this process never saw."""
+        self.archive.forget_names()
 
     # -- the parent's side of the pipe ---------------------------------------------------
 
@@ -247,7 +245,6 @@ class BackgroundSaver(Saver):
                 # are looked up there again
                 self._report(self._poll(block=True))
             rows, new_names = self.archive.plan_rows(self._held, trim=wait)
-            self._planned = True
         else:
             rows, new_names = record_rows(self._held), None  # the child plans them
         self._held, self._held_for = [], None
