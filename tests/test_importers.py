@@ -576,7 +576,7 @@ def test_an_import_through_the_writer_process_saves_what_one_process_would(
 
 def test_lines_decoded_many_at_a_time_are_read_exactly_as_one_at_a_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """scrob NDJSON is decoded 4 MB at a time; whatever the chunks hold (a byte order
+    """scrob NDJSON is decoded 1 MB at a time; whatever the chunks hold (a byte order
     mark, CRLF, a blank line, two values on one line, one value over two lines, another
     key, a bad value, no newline at the end), every line must be kept or reported with
     its own number exactly as reading one line at a time does."""
