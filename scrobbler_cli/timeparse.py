@@ -70,7 +70,7 @@ def parse_date(text: str, tz: tzinfo | None = None) -> int:
         if len(value) == 4 and 1970 <= int(value) <= 9999:  # `--since 2024`
             raise UsageError(f"{text!r} could be a year or unix seconds",
                              hint=f"for the year write {value}-01-01; unix seconds that "
-                                  "small are the first hour of 1970")
+                                  "small are the first hours of 1970")
         return _checked(int(value), text)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -563,6 +563,8 @@ def test_an_archive_path_in_a_missing_directory_is_refused_not_created(
     assert result.code == 2
     assert f"there is no directory {typo.parent}" in result.err
     assert not typo.parent.exists()
+    exported = scrob("--db", str(typo), "export", "listenbrainz")  # only opens one
+    assert exported.code == 5 and f"no archive at {typo}" in exported.err
     (tmp_path / "music").mkdir()
     assert scrob("--db", str(tmp_path / "music" / "archive.db"), "import", str(data)
                  ).code == 0

@@ -48,8 +48,10 @@ class State:
         settings = config.load()
         path = config.db_path(self.db)
         self.log(f"archive: {path}")
-        if not readonly and path != config.default_db_path() and not path.parent.is_dir():
+        creates = not readonly and options.get("create", True)
+        if creates and path != config.default_db_path() and not path.parent.is_dir():
             # a path the user gave: a missing directory is more likely a typo than a wish
+            # (what only opens an archive says "no archive at PATH", as before)
             from ..errors import UsageError
 
             raise UsageError(f"there is no directory {path.parent} for the archive {path}",
