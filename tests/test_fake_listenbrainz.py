@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ from scrobbler_cli.services.listenbrainz import (
     listen_payload,
     parse_listen,
 )
-from tests.fakes.listenbrainz_server import RATE_LIMIT_MESSAGE, FakeListenBrainz, msid_for
+from tests.fakes.listenbrainz_server import (
+    _MSID_NAMESPACE,
+    RATE_LIMIT_MESSAGE,
+    FakeListenBrainz,
+    _msid,
+    msid_for,
+)
 from tests.helpers import FakeTime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "listenbrainz"
@@ -307,6 +314,11 @@ def test_msid_is_derived_from_the_messybrainz_key(lb: FakeListenBrainz) -> None:
     expected = msid_for({"track_name": "golden brown", "artist_name": "the stranglers",
                          "release_name": "la folie", "additional_info": {}})
     assert stored["recording_msid"] == expected
+    # a version-5 UUID of the key, whatever the fake does to make it quickly
+    key = "\x1f".join(["golden brown", "the stranglers", "la folie", "", ""])
+    assert expected == str(uuid.uuid5(_MSID_NAMESPACE, key))
+    assert [str(uuid.uuid5(_MSID_NAMESPACE, k)) for k in ("", "ñ" * 200, "x\x00y")] == \
+        [_msid(k) for k in ("", "ñ" * 200, "x\x00y")]
 
 
 def test_round_trip_through_the_client(lb: FakeListenBrainz) -> None:
