@@ -67,7 +67,9 @@ def read_file(path: Path | None = None) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the settings file {path}: {exc}") from None
+        raise UsageError(f"cannot read the settings file {path}: {exc}",
+                         hint="fix it (docs/settings.md lists what it may hold), or point "
+                              "SCROB_CONFIG at another file") from None
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 

@@ -136,6 +136,7 @@ def test_bad_settings_are_usage_errors(scrob) -> None:
     assert result.code == 2
     assert result.out == ""
     assert result.err.count("\n") == 1 and "config.toml" in result.err
+    assert "point SCROB_CONFIG at another file" in result.err  # a way out
 
 
 def test_db_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
