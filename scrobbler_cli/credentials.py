@@ -33,6 +33,7 @@ class Secret:
     name: str
     value: str | None
     origin: str  # "env", "keyring", "missing" or "keyring unavailable"
+    problem: str | None = None  # why the value cannot be sent (``unusable``)
 
 
 def register_env_secrets() -> None:
@@ -68,20 +69,40 @@ def _unavailable(service: str | None = None) -> KeyringUnavailable:
 
 
 def get(name: str) -> Secret:
-    """A secret and where it came from; a broken keyring reads as missing."""
+    """A secret and where it came from; a broken keyring reads as missing.
+
+    The whitespace around a value is dropped: a file of ``NAME=value`` lines with
+    Windows line ends, read by ``set -a`` or systemd, leaves a carriage return on each
+    value. A value that holds what no key or token does comes with its ``problem``."""
     env = SECRETS[name]
     value = os.environ.get(env)
-    if value:
-        register_secret(value)
-        return Secret(name, value, "env")
+    if value and value.strip():
+        return _found(name, value, "env", env)
     try:
         value = _keyring().get_password(KEYRING_SERVICE, name)
     except Exception:  # noqa: BLE001 - any backend failure means "no keyring"
         return Secret(name, None, "keyring unavailable")
-    if value:
-        register_secret(value)
-        return Secret(name, value, "keyring")
+    if value and value.strip():
+        return _found(name, value, "keyring", f"the keyring's {name}")
     return Secret(name, None, "missing")
+
+
+def _found(name: str, value: str, origin: str, where: str) -> Secret:
+    register_secret(value)
+    value = value.strip()
+    register_secret(value)
+    return Secret(name, value, origin, unusable(value, where))
+
+
+def unusable(value: str, where: str) -> str | None:
+    """Why ``value`` cannot be a key or token, or None. A control character or a
+    non-ASCII letter cannot go into an HTTP header (httpx would refuse it only at the
+    first request, retried as a network error, with the value in its message), and no
+    service's keys or tokens hold one."""
+    if value.isascii() and value.isprintable():
+        return None
+    return f"{where} holds a character no key or token has (a control character or a " \
+           "letter outside ASCII)"
 
 
 def keyring_usable() -> bool:

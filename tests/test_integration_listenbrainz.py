@@ -561,6 +561,39 @@ def test_the_token_never_shows_with_verbose(
     assert "not valid" in refused.err
 
 
+def test_a_token_with_a_line_end_still_works_and_never_shows(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path) -> None:
+    """A secrets file with Windows line ends (``set -a; . file`` in cron) leaves a
+    carriage return on the token: it is not part of the token."""
+    data = write_ndjson(tmp_path / "h.ndjson", plays(3, int(time.time()) - DAY * 3))
+    assert scrob_proc("import", str(data)).code == 0
+    crlf = {"SCROB_LISTENBRAINZ_TOKEN": f"{TOKEN}\r\n"}
+    assert scrob_proc("-v", "sync", "listenbrainz", env=crlf).code == 0
+    sent = scrob_proc("-v", "export", "listenbrainz", "--json", env=crlf)
+    assert sent.code == 0, sent.err
+    assert sent.json()["submitted"] == 3
+    assert TOKEN not in sent.out + sent.err
+    assert {r.headers.get("authorization") for r in lb.request_log} == {f"Token {TOKEN}"}
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN[:8]}\n{TOKEN[8:]}", "tök-ÄLICE-SECRET-1234",
+                                   "token-with-a-bell\x07-5678"])
+def test_a_token_no_server_could_take_is_a_credentials_error_before_any_request(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], token: str) -> None:
+    for command in (["sync", "listenbrainz"], ["export", "listenbrainz"]):
+        result = scrob_proc("-v", *command, env={"SCROB_LISTENBRAINZ_TOKEN": token})
+        assert result.code == 3, result.err
+        assert "SCROB_LISTENBRAINZ_TOKEN holds a character no key or token has" in result.err
+        for part in token.split():  # not even in --verbose's traceback
+            assert part not in result.out + result.err
+    assert lb.request_log == []
+    if "\n" not in token:  # (piped, a token is its first line)
+        typed = scrob_proc("auth", "listenbrainz", input=token + "\n",
+                           env={"SCROB_LISTENBRAINZ_TOKEN": ""})
+        assert typed.code == 3 and "what was given holds a character" in typed.err
+        assert lb.request_log == []
+
+
 def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
         lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
     lb.add_listens("Alice", [(T0 + i * 60, f"Artist {i % 7}", f"Track {i}")

@@ -31,9 +31,9 @@ def _ask(name: str, label: str, asked: dict[str, str]) -> str:
     """A secret from the environment or keyring, else asked for with hidden input on a
     terminal, else read from a line of stdin (cron, a pipe)."""
     from .. import credentials
-    from .common import read_secret
+    from .common import read_secret, secret
 
-    known = credentials.get(name).value
+    known = secret(name)
     if known:
         return known
     value = read_secret(label)

@@ -8,7 +8,7 @@ from ..models import Account, ServiceConfig
 
 def service_config(service: str, user: str | None = None) -> ServiceConfig:
     """The account to use: ``--user`` or the configured one, with its secrets."""
-    from .. import config, credentials
+    from .. import config
 
     settings = config.load()
     if service == "lastfm":
@@ -16,17 +16,28 @@ def service_config(service: str, user: str | None = None) -> ServiceConfig:
             service="lastfm",
             api_url=settings.lastfm_api_url,
             user=user or settings.lastfm_user,
-            api_key=credentials.get("lastfm_api_key").value,
-            api_secret=credentials.get("lastfm_api_secret").value,
-            session_key=credentials.get("lastfm_session_key").value,
+            api_key=secret("lastfm_api_key"),
+            api_secret=secret("lastfm_api_secret"),
+            session_key=secret("lastfm_session_key"),
             rate=float(settings.lastfm_rate),
         )
     return ServiceConfig(
         service="listenbrainz",
         api_url=settings.listenbrainz_api_url,
         user=user or settings.listenbrainz_user,
-        token=credentials.get("listenbrainz_token").value,
+        token=secret("listenbrainz_token"),
     )
+
+
+def secret(name: str) -> str | None:
+    """A secret's value, or a credentials error (exit 3) if it cannot be one."""
+    from .. import credentials
+    from ..errors import CredentialsError
+
+    found = credentials.get(name)
+    if found.problem:
+        raise CredentialsError(found.problem, hint="set it again, as the service shows it")
+    return found.value
 
 
 def own_accounts(target: ServiceConfig) -> tuple[Account, ...]:
@@ -55,6 +66,17 @@ def read_secret(prompt: str) -> str:
 
     import typer
 
+    from .. import credentials
+    from ..errors import CredentialsError, register_secret
+
     if sys.stdin is not None and sys.stdin.isatty():
-        return str(typer.prompt(prompt, hide_input=True, err=True)).strip()
-    return (sys.stdin.readline() if sys.stdin is not None else "").strip()
+        value = str(typer.prompt(prompt, hide_input=True, err=True))
+    else:
+        value = sys.stdin.readline() if sys.stdin is not None else ""
+    register_secret(value)
+    value = value.strip()
+    register_secret(value)
+    problem = credentials.unusable(value, "what was given")
+    if problem:
+        raise CredentialsError(problem, hint="paste it again, as the service shows it")
+    return value
