@@ -49,7 +49,9 @@ def _folded(conn: Connection, kind: str, ids: Iterable[int]) -> dict[int, int]:
 def compute_stats(archive: Archive, start: int, end: int, *, by: str = "all",
                   limit: int = 10) -> StatsReport:
     """Totals and top lists for listens in ``[start, end)``, read from one snapshot (a
-    writer folding counts meanwhile cannot make the tail count twice)."""
+    writer folding counts meanwhile cannot make the tail count twice). A ``limit``
+    past what SQLite's integers hold means every name."""
+    limit = min(limit, 2**62)
     conn = archive.conn
     if conn.in_transaction:
         return _compute(archive, start, end, by, limit)

@@ -271,6 +271,7 @@ def test_table_output(scrob, db: str) -> None:
         (["--from", "yesterday"], "yesterday"),
         (["--from", "2024-06-01", "--to", "2024-05-01"], "--to"),
         (["--limit", "-1"], "--limit"),
+        (["--to", "1970-01-01", "--tz", "UTC"], "--to must be after 1970-01-01"),
     ],
 )
 def test_bad_values_are_usage_errors(scrob, db: str, args: list[str], needle: str) -> None:
@@ -307,3 +308,13 @@ def test_1970_east_of_utc_starts_at_the_epoch(scrob, db: str, args: list[str]) -
     assert got["total_listens"] == (10 if args[0] == "--from" else 0)
     early = scrob("--db", db, "stats", "--json", "--from", "1969-12-31", "--tz", "UTC")
     assert early.code == 2 and "1970" in early.err
+
+
+def test_the_far_edges_of_what_is_accepted_are_shown_not_crashed_on(scrob, db: str) -> None:
+    # the last second scrob takes, in a zone where it is already the year 10000
+    late = scrob("--db", db, "stats", "--to", "253402300799", "--tz", "Pacific/Kiritimati")
+    assert late.code == 0, late.err
+    assert "everything to 9999-12-31 23:59 UTC" in late.out
+    # a --limit past SQLite's integers: every name
+    every = stats(scrob, db, "--range", "all", "--limit", "99999999999999999999")
+    assert len(every["top_tracks"]) == every["unique_tracks"] > 1

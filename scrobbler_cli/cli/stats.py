@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
             start = parse_date(from_, zinfo) if from_ else 0
             end = parse_date(to, zinfo) if to else now + 1
             if end <= start:
-                raise UsageError("--to must be after --from" if to else
+                raise UsageError("--to must be after --from" if from_ and to else
+                                 "--to must be after 1970-01-01 00:00 UTC, where unix time "
+                                 "begins" if to else
                                  "--from is in the future (--to defaults to now)")
         elif (range_ or "month") == "all":
             start, end = 0, now + 1
@@ -93,5 +95,9 @@ def register(app: typer.Typer) -> None:
 
 def _day(ts: int, zinfo: object) -> str:
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return (dt.astimezone(zinfo) if zinfo is not None  # type: ignore[arg-type]
-            else dt.astimezone()).strftime("%Y-%m-%d %H:%M")
+    try:
+        local = (dt.astimezone(zinfo) if zinfo is not None  # type: ignore[arg-type]
+                 else dt.astimezone())
+    except (OverflowError, ValueError):  # the last hours of 9999 are in 10000 east of UTC
+        return dt.strftime("%Y-%m-%d %H:%M UTC")
+    return local.strftime("%Y-%m-%d %H:%M")
