@@ -15,6 +15,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -300,16 +301,59 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
     return items(), user
 
 
+#: The path that means standard input.
+STDIN = "-"
+
+
 def check_input(path: str | Path, fmt: str = "auto") -> Path:
-    """The file to import, or a usage error (before any archive is opened or made)."""
+    """The file to import, or a usage error (before any archive is opened or made).
+    ``-`` and pipes (``/dev/stdin``, ``<(...)``) are accepted: see ``readable``."""
     path = Path(path)
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(FORMATS))
+    if str(path) == STDIN:
+        import sys
+
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("`-` reads the listens from standard input, which is a "
+                             "terminal here", hint="pipe a file into it, or give its path")
+        return path
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give the file to import")
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no such file: {path}")
     return path
+
+
+@contextmanager
+def readable(path: str | Path, spool_in: Path | None = None) -> Iterator[Path]:
+    """A regular file holding what ``path`` holds: ``path`` itself, or for ``-``
+    (standard input) or a pipe, a copy in a temporary directory in ``spool_in`` (the
+    format is told from a file's first bytes, which are then read again from the
+    start), removed afterwards. The copy is named ``stdin`` (or after the pipe), so
+    its records come from the account ``import:stdin`` and problems name
+    ``stdin:LINE``: piping the same listens in twice adds nothing."""
+    import shutil
+    import sys
+    import tempfile
+
+    path = Path(path)
+    if str(path) != STDIN and path.is_file():
+        yield path
+        return
+    name = "stdin" if str(path) in (STDIN, "/dev/stdin") else path.name or "stdin"
+    with tempfile.TemporaryDirectory(prefix="scrob-import-", dir=spool_in) as tmp:
+        copy = Path(tmp) / name
+        try:
+            with open(copy, "wb") as out:
+                if str(path) == STDIN:
+                    shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+                else:
+                    with open(path, "rb") as source:
+                        shutil.copyfileobj(source, out, 1 << 20)
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc}") from None
+        yield copy
 
 
 def import_file(

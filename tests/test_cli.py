@@ -165,7 +165,7 @@ def test_quiet_import_says_nothing_and_normal_import_talks_on_stderr(scrob, tmp_
     path = tmp_path / "x.ndjson"
     path.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
     talk = scrob("import", str(path))
-    assert talk.code == 0 and talk.out == "" and "1 records read" in talk.err
+    assert talk.code == 0 and talk.out == "" and "1 record read" in talk.err
     quiet = scrob("-q", "import", str(path))
     assert (quiet.code, quiet.out, quiet.err) == (0, "", "")
     data = scrob("-q", "import", "--json", str(path))
@@ -358,7 +358,7 @@ def test_import_summary_shows_a_hostile_file_name_visibly(scrob, tmp_path: Path)
     path.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
     result = scrob("import", str(path))
     assert result.code == 0
-    assert "1 records read" in result.err
+    assert "1 record read" in result.err
     assert_no_raw_controls(result.err)
 
 

@@ -57,6 +57,39 @@ def test_scrob_ndjson_round_trip_is_byte_identical(scrob, tmp_path: Path) -> Non
     assert out2.out == out1.out
 
 
+def test_an_archive_round_trips_through_a_pipe(scrob_proc: Any, tmp_path: Path) -> None:
+    """``scrob listens --json | scrob import -``: standard input (or a pipe given as
+    a path) is read as a file would be."""
+    one, two = db(tmp_path, "one.db"), db(tmp_path, "two.db")
+    from_file = scrob_proc("--db", one, "import", "--json", str(SCROB_NDJSON))
+    assert from_file.code == 0
+    printed = scrob_proc("--db", one, "listens", "--json").out
+    piped = scrob_proc("--db", two, "import", "-", "--json", input=printed)
+    assert piped.code == 0, piped.err
+    assert piped.json() == {**from_file.json(), "path": "-"}
+    assert scrob_proc("--db", two, "listens", "--json").out == printed
+    again = scrob_proc("--db", two, "import", "/dev/stdin", "--json", input=printed)
+    assert again.code == 0, again.err
+    assert (again.json()["new"], again.json()["merged"]) == (0, 0)  # all there already
+    assert scrob_proc("--db", two, "listens", "--json").out == printed
+    # a bad line is named as a line of standard input; nothing is left behind
+    bad = scrob_proc("--db", two, "import", "-", input='{"listened_at": 5, "artist": "A", '
+                                                       '"track": "T"}\nnot json\n')
+    assert bad.code == 6
+    assert "stdin:2: skipped: not valid JSON" in bad.err
+    assert "1 invalid record in standard input was skipped" in bad.err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("scrob-import-")]
+
+
+def test_a_terminal_is_not_read_as_a_file_to_import(scrob, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    result = scrob("--db", db(tmp_path), "import", "-")
+    assert result.code == 2
+    assert "standard input, which is a terminal" in result.err
+    assert not Path(db(tmp_path)).exists()
+
+
 def test_scrob_ndjson_keeps_accounts_and_counts_each_listen_once(tmp_path: Path) -> None:
     with Archive(db(tmp_path)) as archive:
         report = import_file(archive, SCROB_NDJSON)

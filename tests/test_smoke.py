@@ -131,7 +131,7 @@ def test_a_closed_or_full_stdout_is_no_bug(tmp_path) -> None:
                               preexec_fn=lambda: os.close(1))  # after stdout's dup2
 
     imported = closed("import", str(history))  # its summary is on stderr
-    assert imported.returncode == 0 and "1 new listens" in imported.stderr
+    assert imported.returncode == 0 and "1 new listen," in imported.stderr
     for args in (("listens", "--json"), ("--version",)):
         result = closed(*args)
         assert (result.returncode, result.stderr) == (0, ""), args

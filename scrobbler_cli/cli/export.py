@@ -63,7 +63,7 @@ def _summary(r: object, dry_run: bool) -> str:
 
     assert isinstance(r, ExportReport)
     verb = "would submit" if dry_run else "submitted"
-    text = (f"{r.target}: {r.candidates:,} candidates, {verb} {r.submitted:,}, "
+    text = (f"{r.target}: {render.count(r.candidates, 'candidate')}, {verb} {r.submitted:,}, "
             f"{r.already_there:,} already there, {r.rejected:,} rejected")
     if r.too_old:
         text += f", {r.too_old:,} too old for the service"

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def import_(
         path: Annotated[Path, typer.Argument(
             metavar="PATH", help="The file: scrob NDJSON, or a ListenBrainz export "
-                                 "(.zip, .jsonl or .json).")],
+                                 "(.zip, .jsonl or .json); - reads standard input.")],
         fmt: Annotated[str, typer.Option(
             "--format", help="auto, scrob or listenbrainz (default: detect).")] = "auto",
         json_: Json = False,
@@ -26,12 +26,13 @@ def register(app: typer.Typer) -> None:
         round-trips losslessly) and ListenBrainz listening-history exports. Invalid
         records are reported with their line number and skipped; the valid ones are kept
         and the command exits with code 6. Importing the same file twice adds nothing.
+        PATH may be - (or a pipe): `scrob --db old.db listens --json | scrob import -`.
         """
         from .. import render
         from .._process import collecting_never
         from ..archive import IMPORT_FOLD_AFTER, IMPORT_NAME_CACHE
         from ..errors import BadInput
-        from ..importers import check_input, import_file
+        from ..importers import check_input, import_file, readable
         from . import state
 
         check_input(path, fmt)  # a usage error makes no archive
@@ -52,16 +53,21 @@ def register(app: typer.Typer) -> None:
         # 0.5-1.5 of this process's ~9 CPU-s), as in the writer process
         with collecting_never(), st.archive(background=True, name_cache=IMPORT_NAME_CACHE,
                                             fold_after=IMPORT_FOLD_AFTER) as archive, \
-                render.progress(f"importing {path.name}", enabled=not st.quiet) as bar:
-            report = import_file(archive, path, fmt=fmt, on_problem=problem,
+                readable(path, spool_in=archive.path.parent) as file, \
+                render.progress(f"importing {file.name}", enabled=not st.quiet) as bar:
+            report = import_file(archive, file, fmt=fmt, on_problem=problem,
                                  on_progress=lambda n: bar(info=f"{n:,} records"))
+        report.path = str(path)  # what was given (not a copy of a pipe's)
+        given = "standard input" if str(path) == "-" else str(path)
         if json_:
             render.write_json(report.as_json())
         elif not st.quiet:
             render.message(
-                f"{report.records:,} records read from {path.name} ({report.format}): "
-                f"{report.new:,} new listens, {report.merged:,} matched listens already "
-                f"archived from another source, {report.duplicates:,} already imported")
+                f"{render.count(report.records, 'record')} read from {file.name} "
+                f"({report.format}): {render.count(report.new, 'new listen')}, "
+                f"{render.count(report.merged, 'matched listen')} already archived from "
+                f"another source, {report.duplicates:,} already imported")
         if report.invalid:
-            raise BadInput(f"{report.invalid:,} invalid records in {path} were skipped; "
-                           "the valid ones were imported")
+            raise BadInput(f"{render.count(report.invalid, 'invalid record')} in {given} "
+                           f"{'was' if report.invalid == 1 else 'were'} skipped; the valid "
+                           "ones were imported")
