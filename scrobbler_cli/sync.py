@@ -19,7 +19,7 @@ from .archive import Archive
 from .errors import UsageError
 from .models import Account, Page, Progress, SaveResult, ServiceConfig, SyncReport
 
-__all__ = ["SERVICES", "SyncOptions", "engine", "save_pages", "sync_account"]
+__all__ = ["SERVICES", "SyncOptions", "check", "engine", "save_pages", "sync_account"]
 
 SERVICES = ("lastfm", "listenbrainz")
 
@@ -58,6 +58,12 @@ def save_pages(
         if on_page:
             on_page(page, saved)
     return total
+
+
+def check(config: ServiceConfig) -> None:
+    """Raise what ``sync_account`` would raise before reading anything (no account
+    configured, no API key), so a caller can stop before it opens an archive."""
+    engine(config.service).check(config)
 
 
 def sync_account(archive: Archive, config: ServiceConfig,

@@ -583,3 +583,19 @@ def test_a_table_says_it_was_cut_only_when_there_is_more(
     assert ("showing 50 listens" in result.err) is warned
     assert f"Song {n - 1}" in result.out  # the newest first
     assert ("Song 0" in result.out) is not warned  # the oldest, the 51st
+
+
+@pytest.mark.parametrize(("service", "needle"), [
+    ("listenbrainz", "no ListenBrainz account is configured"),
+    ("lastfm", "no Last.fm account is configured"),
+])
+def test_a_sync_that_cannot_start_makes_no_archive(scrob, tmp_path: Path, service: str,
+                                                   needle: str) -> None:
+    archive = tmp_path / "archive.db"
+    result = scrob("--db", str(archive), "sync", service, "--json")
+    assert result.code == 3
+    assert needle in result.err
+    (summary,) = result.ndjson()  # the summary of a failed sync, as ever
+    assert summary["service"] == service and needle in summary["error"]
+    assert summary["complete"] is False
+    assert not archive.exists() and not Path(f"{archive}.lock").exists()

@@ -27,7 +27,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     from ..errors import ScrobError, redact
     from ..models import Account, Progress, SyncReport
     from ..services.http import prepare_tls
-    from ..sync import SyncOptions, sync_account
+    from ..sync import SyncOptions, check, sync_account
     from ..timeparse import parse_date, parse_duration
     from . import state
     from .common import service_config
@@ -38,6 +38,14 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
     failed: list[str] = []
+    if len(services) == 1:  # an account that cannot sync makes no archive
+        try:
+            check(service_config(services[0], user))
+        except ScrobError as exc:
+            if json_:  # its summary, as for any failed sync
+                render.write_ndjson([SyncReport(service=services[0], user=user or "",
+                                                error=redact(str(exc))).as_json()])
+            raise
     with st.archive(background=True) as archive:
         for service in services:
             cfg = None

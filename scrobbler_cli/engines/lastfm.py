@@ -65,6 +65,7 @@ __all__ = [
     "PAGE_SIZE",
     "assign_timestamps",
     "authorize",
+    "check",
     "connect",
     "export",
     "sync",
@@ -138,6 +139,14 @@ def connect(config: ServiceConfig, *, sleep: Callable[[float], None] | None = No
 
 def _close(client: LastfmClient) -> None:
     client.http.client.close()
+
+
+def check(config: ServiceConfig) -> None:
+    """What a sync needs before anything is opened or sent: an account and an API key
+    (CredentialsError, exit 3)."""
+    _user(config)
+    if not config.api_key:
+        raise CredentialsError("no Last.fm API key is configured", hint=_ENV_HINT)
 
 
 def _user(config: ServiceConfig) -> str:

@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_LOOKBACK",
     "FIRST_MIN_TS",
     "account_for",
+    "check",
     "connect",
     "export",
     "sync",
@@ -269,8 +270,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     ``full`` or on a first sync, or at ``since``. No token is needed: listens are public,
     so any user's can be read.
     """
-    if not config.user:
-        raise CredentialsError("no ListenBrainz account is configured", hint=TOKEN_HINT)
+    check(config)
+    assert config.user is not None
     account = account_for(config.user)
     report = SyncReport(service=SERVICE, user=account.name)
     started = int(time.time())
@@ -307,6 +308,13 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
         _close(client)
     report.cursor = archive.get_cursor(account)
     return report
+
+
+def check(config: ServiceConfig) -> None:
+    """What a sync needs before anything is opened or sent: an account (no token:
+    listens are public). CredentialsError, exit 3."""
+    if not config.user:
+        raise CredentialsError("no ListenBrainz account is configured", hint=TOKEN_HINT)
 
 
 def _total(client: ListenBrainzClient, user: str, log: Log | None) -> int | None:
