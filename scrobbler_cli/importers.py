@@ -330,9 +330,10 @@ def readable(path: str | Path, spool_in: Path | None = None) -> Iterator[Path]:
     """A regular file holding what ``path`` holds: ``path`` itself, or for ``-``
     (standard input) or a pipe, a copy in a temporary directory in ``spool_in`` (the
     format is told from a file's first bytes, which are then read again from the
-    start), removed afterwards. The copy is named ``stdin`` (or after the pipe), so
-    its records come from the account ``import:stdin`` and problems name
-    ``stdin:LINE``: piping the same listens in twice adds nothing."""
+    start), removed afterwards. The copy is named ``stdin`` (another pipe's, ``pipe``:
+    ``<(...)`` has a new name each time), so its records come from the account
+    ``import:stdin`` and problems name ``stdin:LINE``: piping the same listens in
+    twice adds nothing."""
     import shutil
     import sys
     import tempfile
@@ -341,7 +342,7 @@ def readable(path: str | Path, spool_in: Path | None = None) -> Iterator[Path]:
     if str(path) != STDIN and path.is_file():
         yield path
         return
-    name = "stdin" if str(path) in (STDIN, "/dev/stdin") else path.name or "stdin"
+    name = "stdin" if str(path) in (STDIN, "/dev/stdin") else "pipe"
     with tempfile.TemporaryDirectory(prefix="scrob-import-", dir=spool_in) as tmp:
         copy = Path(tmp) / name
         try:
