@@ -325,6 +325,14 @@ def check_input(path: str | Path, fmt: str = "auto") -> Path:
     return path
 
 
+def source_name(path: str | Path) -> str:
+    """The name ``path``'s listens are imported under (``import:NAME``) and its
+    problems are told by: a file's own name; ``stdin`` or ``pipe`` (see ``readable``)."""
+    if str(path) in (STDIN, "/dev/stdin"):
+        return "stdin"
+    return Path(path).name if Path(path).is_file() else "pipe"
+
+
 @contextmanager
 def readable(path: str | Path, spool_in: Path | None = None) -> Iterator[Path]:
     """A regular file holding what ``path`` holds: ``path`` itself, or for ``-``
@@ -342,7 +350,7 @@ def readable(path: str | Path, spool_in: Path | None = None) -> Iterator[Path]:
     if str(path) != STDIN and path.is_file():
         yield path
         return
-    name = "stdin" if str(path) in (STDIN, "/dev/stdin") else "pipe"
+    name = source_name(path)
     with tempfile.TemporaryDirectory(prefix="scrob-import-", dir=spool_in) as tmp:
         copy = Path(tmp) / name
         try:
@@ -365,8 +373,19 @@ def import_file(
     on_problem: Callable[[str, str], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import ``path`` into ``archive``; importing the same file twice adds nothing."""
-    path = check_input(path, fmt)
+    """Import ``path`` into ``archive``; importing the same file twice adds nothing.
+    ``-`` (standard input) and pipes are read through a copy (``readable``)."""
+    given = check_input(path, fmt)
+    spool_in = None if str(archive.path) == ":memory:" else archive.path.parent
+    with readable(given, spool_in) as file:
+        report = _import(archive, file, fmt, on_problem, on_progress)
+    report.path = str(given)  # (not a pipe's copy)
+    return report
+
+
+def _import(archive: Archive, path: Path, fmt: str,
+            on_problem: Callable[[str, str], None] | None,
+            on_progress: Callable[[int], None] | None) -> ImportReport:
     default_account = Account("import", path.name)
     user: str | None = None
     if zipfile.is_zipfile(path) or _looks_like_zip(path):

@@ -81,6 +81,33 @@ def test_an_archive_round_trips_through_a_pipe(scrob_proc: Any, tmp_path: Path) 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("scrob-import-")]
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_import_file_reads_a_pipe_whole(tmp_path: Path) -> None:
+    """The format is told from a file's first bytes, read again from the start: a pipe
+    cannot be read twice, so ``import_file`` reads it through a copy."""
+    import os
+    import threading
+
+    fifo = tmp_path / "listens.fifo"
+    os.mkfifo(fifo)
+    lines = "".join(json.dumps({"listened_at": 1_600_000_000 + i * 60, "artist": f"A{i}",
+                                "track": "T" * 80}) + "\n" for i in range(300))
+
+    def feed() -> None:
+        with open(fifo, "w", encoding="utf-8") as out:
+            out.write(lines)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with Archive(db(tmp_path)) as archive:
+        report = import_file(archive, fifo)
+        assert (report.path, report.records, report.new, report.invalid) == (
+            str(fifo), 300, 300, 0)
+        assert {a["account"] for a in archive.accounts()} == {"pipe"}
+    writer.join()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("scrob-import-")]
+
+
 def test_a_terminal_is_not_read_as_a_file_to_import(scrob, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)

@@ -32,10 +32,11 @@ def register(app: typer.Typer) -> None:
         from .._process import collecting_never
         from ..archive import IMPORT_FOLD_AFTER, IMPORT_NAME_CACHE
         from ..errors import BadInput
-        from ..importers import check_input, import_file, readable
+        from ..importers import STDIN, check_input, import_file, source_name
         from . import state
 
         check_input(path, fmt)  # a usage error makes no archive
+        name = source_name(path)
         st = state()
         shown = 0
 
@@ -53,17 +54,15 @@ def register(app: typer.Typer) -> None:
         # 0.5-1.5 of this process's ~9 CPU-s), as in the writer process
         with collecting_never(), st.archive(background=True, name_cache=IMPORT_NAME_CACHE,
                                             fold_after=IMPORT_FOLD_AFTER) as archive, \
-                readable(path, spool_in=archive.path.parent) as file, \
-                render.progress(f"importing {file.name}", enabled=not st.quiet) as bar:
-            report = import_file(archive, file, fmt=fmt, on_problem=problem,
+                render.progress(f"importing {name}", enabled=not st.quiet) as bar:
+            report = import_file(archive, path, fmt=fmt, on_problem=problem,
                                  on_progress=lambda n: bar(info=f"{n:,} records"))
-        report.path = str(path)  # what was given (not a copy of a pipe's)
-        given = "standard input" if str(path) == "-" else str(path)
+        given = "standard input" if str(path) == STDIN else str(path)
         if json_:
             render.write_json(report.as_json())
         elif not st.quiet:
             render.message(
-                f"{render.count(report.records, 'record')} read from {file.name} "
+                f"{render.count(report.records, 'record')} read from {name} "
                 f"({report.format}): {render.count(report.new, 'new listen')}, "
                 f"{render.count(report.merged, 'matched listen')} already archived from "
                 f"another source, {report.duplicates:,} already imported")
