@@ -88,10 +88,17 @@ def get(name: str) -> Secret:
 
 
 def _found(name: str, value: str, origin: str, where: str) -> Secret:
+    value, problem = clean(value, where)
+    return Secret(name, value, origin, problem)
+
+
+def clean(value: str, where: str) -> tuple[str, str | None]:
+    """A secret as given, without the whitespace around it (both spellings registered
+    for redaction), and why it cannot be one (``unusable``), if it cannot."""
     register_secret(value)
     value = value.strip()
     register_secret(value)
-    return Secret(name, value, origin, unusable(value, where))
+    return value, unusable(value, where)
 
 
 def unusable(value: str, where: str) -> str | None:

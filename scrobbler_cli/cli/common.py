@@ -67,16 +67,13 @@ def read_secret(prompt: str) -> str:
     import typer
 
     from .. import credentials
-    from ..errors import CredentialsError, register_secret
+    from ..errors import CredentialsError
 
     if sys.stdin is not None and sys.stdin.isatty():
         value = str(typer.prompt(prompt, hide_input=True, err=True))
     else:
         value = sys.stdin.readline() if sys.stdin is not None else ""
-    register_secret(value)
-    value = value.strip()
-    register_secret(value)
-    problem = credentials.unusable(value, "what was given")
+    value, problem = credentials.clean(value, "what was given")
     if problem:
         raise CredentialsError(problem, hint="paste it again, as the service shows it")
     return value

@@ -25,7 +25,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
          lookback: str | None, json_: bool) -> None:
     from .. import render
     from ..errors import ScrobError, redact
-    from ..models import Account, Progress, SyncReport
+    from ..models import Account, Progress, ServiceConfig, SyncReport
     from ..services.http import prepare_tls
     from ..sync import SyncOptions, check, sync_account
     from ..timeparse import parse_date, parse_duration
@@ -38,9 +38,11 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
     failed: list[str] = []
+    ready: dict[str, ServiceConfig] = {}  # (secrets read once: the keyring is slow)
     if len(services) == 1:  # an account that cannot sync makes no archive
         try:
-            check(service_config(services[0], user))
+            ready[services[0]] = service_config(services[0], user)
+            check(ready[services[0]])
         except ScrobError as exc:
             if json_:  # its summary, as for any failed sync
                 render.write_ndjson([SyncReport(service=services[0], user=user or "",
@@ -50,7 +52,8 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
         for service in services:
             cfg = None
             try:
-                cfg = service_config(service, user)  # (a bad API root fails this one only)
+                # (a bad API root fails this one only)
+                cfg = ready.get(service) or service_config(service, user)
                 with render.progress(f"{service} {cfg.user}", enabled=not st.quiet) as bar:
                     def progress(e: Progress, bar: Callable[..., None] = bar) -> None:
                         bar(e.done, total=e.total, info=f"{e.listens:,} listens")
