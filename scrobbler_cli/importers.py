@@ -41,6 +41,10 @@ _SCROB_KEYS = frozenset({"listened_at", "artist", "track", "album", "duration",
 
 @dataclass
 class ImportReport:
+    """What an import did. ``records`` counts the valid records read; ``new``,
+    ``merged`` and ``duplicates`` count sightings (a scrob NDJSON record that names
+    several accounts is one sighting per account), so they add up to ``sightings``."""
+
     path: str
     format: str
     records: int = 0
@@ -50,11 +54,15 @@ class ImportReport:
     invalid: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
 
+    @property
+    def sightings(self) -> int:
+        return self.new + self.merged + self.duplicates
+
     def as_json(self) -> dict[str, object]:
         return {
             "path": self.path, "format": self.format, "records": self.records,
-            "new": self.new, "merged": self.merged, "duplicates": self.duplicates,
-            "invalid": self.invalid,
+            "sightings": self.sightings, "new": self.new, "merged": self.merged,
+            "duplicates": self.duplicates, "invalid": self.invalid,
         }
 
 

@@ -137,7 +137,25 @@ def test_importing_the_same_file_twice_adds_nothing(tmp_path: Path) -> None:
         assert first.new == 10
         assert (second.records, second.new, second.merged) == (10, 0, 0)
         assert second.duplicates == 12  # one per account a listen lists
+        assert (first.sightings, second.sightings) == (12, 12)
+        assert second.as_json()["sightings"] == 12
         assert archive.count() == 10
+
+
+def test_the_import_summary_says_its_counts_are_of_sightings(scrob, tmp_path: Path) -> None:
+    """Two of the fixture's ten records name two accounts: the summary's counts add up
+    to twelve, and it says why; a file of one account's records says nothing of it."""
+    first = scrob("--db", db(tmp_path), "import", str(SCROB_NDJSON))
+    again = scrob("--db", db(tmp_path), "import", str(SCROB_NDJSON))
+    assert "10 records read from scrob_listens.ndjson (scrob), 12 sightings by the " \
+           "accounts they name: 10 new listens, 2 matched" in first.err
+    assert "12 sightings by the accounts they name: 0 new listens" in again.err
+    assert "12 already imported" in again.err
+    single = tmp_path / "one.ndjson"
+    single.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    plain = scrob("--db", db(tmp_path), "import", str(single))
+    assert "1 record read from one.ndjson (scrob): 1 new listen," in plain.err
+    assert "sighting" not in plain.err
 
 
 def test_cli_import_twice_reports_and_adds_nothing(scrob, tmp_path: Path) -> None:
@@ -145,7 +163,8 @@ def test_cli_import_twice_reports_and_adds_nothing(scrob, tmp_path: Path) -> Non
     again = scrob("import", "--json", str(LB_EXPORT))
     assert again.code == 0
     assert again.json() == {"path": str(LB_EXPORT), "format": "listenbrainz", "records": 3,
-                            "new": 0, "merged": 0, "duplicates": 3, "invalid": 0}
+                            "sightings": 3, "new": 0, "merged": 0, "duplicates": 3,
+                            "invalid": 0}
     assert len(scrob("listens", "--json").ndjson()) == 3
 
 

@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         round-trips losslessly) and ListenBrainz listening-history exports. Invalid
         records are reported with their line number and skipped; the valid ones are kept
         and the command exits with code 6. Importing the same file twice adds nothing.
+        A record that names several accounts (`accounts` in scrob's NDJSON) is one
+        sighting for each, and the summary counts sightings.
         PATH may be - (or a pipe): `scrob --db old.db listens --json | scrob import -`.
         """
         from .. import render
@@ -61,9 +63,12 @@ def register(app: typer.Typer) -> None:
         if json_:
             render.write_json(report.as_json())
         elif not st.quiet:
+            # a record naming several accounts is saved (and counted) once for each
+            seen = (f", {render.count(report.sightings, 'sighting')} by the accounts they "
+                    "name" if report.sightings != report.records else "")
             render.message(
                 f"{render.count(report.records, 'record')} read from {name} "
-                f"({report.format}): {render.count(report.new, 'new listen')}, "
+                f"({report.format}){seen}: {render.count(report.new, 'new listen')}, "
                 f"{render.count(report.merged, 'matched listen')} already archived from "
                 f"another source, {report.duplicates:,} already imported")
         if report.invalid:
