@@ -88,10 +88,11 @@ class SaveResult:
 
 @dataclass(slots=True)
 class SyncReport:
-    """The ``scrob sync --json`` summary of one account (cli.md)."""
+    """The ``scrob sync --json`` summary of one account (cli.md); ``user`` is None when
+    no account is configured (a sync that could not start)."""
 
     service: str
-    user: str
+    user: str | None
     fetched: int = 0
     new: int = 0
     duplicates: int = 0

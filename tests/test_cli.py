@@ -597,5 +597,6 @@ def test_a_sync_that_cannot_start_makes_no_archive(scrob, tmp_path: Path, servic
     assert needle in result.err
     (summary,) = result.ndjson()  # the summary of a failed sync, as ever
     assert summary["service"] == service and needle in summary["error"]
+    assert summary["user"] is None  # no account: none to name
     assert summary["complete"] is False
     assert not archive.exists() and not Path(f"{archive}.lock").exists()

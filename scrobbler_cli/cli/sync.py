@@ -45,7 +45,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
             check(ready[services[0]])
         except ScrobError as exc:
             if json_:  # its summary, as for any failed sync
-                render.write_ndjson([SyncReport(service=services[0], user=user or "",
+                render.write_ndjson([SyncReport(service=services[0], user=user or None,
                                                 error=redact(str(exc))).as_json()])
             raise
     with st.archive(background=True) as archive:
@@ -63,7 +63,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                         on_progress=progress))
             except ScrobError as exc:
                 # what it fetched and saved before failing stays in the archive
-                name = (cfg.user if cfg else user) or ""
+                name = (cfg.user if cfg else user) or None
                 report = (exc.partial if isinstance(exc.partial, SyncReport)
                           else SyncReport(service=service, user=name))
                 report.error = redact(str(exc))
