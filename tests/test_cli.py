@@ -251,6 +251,27 @@ def test_an_unknown_source_is_a_usage_error_not_an_empty_answer(scrob, db: Path)
             assert (result.code, result.out) == (2, "") and says in result.err
 
 
+def test_a_source_only_an_import_named_can_be_chosen(scrob, db: Path, tmp_path: Path
+                                                     ) -> None:
+    """An imported file may name accounts of any service (``spotify:bob``), and the
+    listens show that source: ``--source`` takes it too, and still refuses a service no
+    listen came from, listing the ones there are."""
+    played = tmp_path / "spotify.ndjson"
+    played.write_text('{"listened_at": 1600000000, "artist": "Low", "track": "Words",'
+                      ' "accounts": ["spotify:bob"]}\n')
+    assert scrob("import", str(played)).code == 0
+    for source in ("spotify", "Spotify:bob"):
+        assert tracks(scrob("listens", "--json", "--source", source)) == ["Words"]
+    sent = scrob("export", "listenbrainz", "--dry-run", "--json", "--source", "spotify",
+                 "--user", "alice")
+    assert [item["track"] for item in sent.ndjson()] == ["Words"]
+    typo = scrob("listens", "--json", "--source", "spotfy")
+    assert (typo.code, typo.out) == (2, "")
+    assert "unknown service 'spotfy'" in typo.err and "import, spotify" in typo.err
+    bad = scrob("listens", "--json", "--source", "spot fy")
+    assert bad.code == 2 and "'spot fy' is not a service name" in bad.err
+
+
 def test_listens_csv(scrob, db: Path) -> None:
     result = scrob("listens", "--format", "csv", "--reverse", "--limit", "3")
     assert result.code == 0 and result.err == ""

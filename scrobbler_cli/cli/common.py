@@ -3,7 +3,12 @@ and reading a secret the user types or pipes."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..models import Account, ServiceConfig
+
+if TYPE_CHECKING:
+    from ..archive import Archive
 
 
 def service_config(service: str, user: str | None = None) -> ServiceConfig:
@@ -48,6 +53,24 @@ def own_accounts(target: ServiceConfig) -> tuple[Account, ...]:
     users = {s: settings.values[f"{s}_user"] for s in ("lastfm", "listenbrainz")}
     users[target.service] = target.user or users[target.service]
     return tuple(Account.parse(f"{s}:{u}") for s, u in users.items() if u)
+
+
+def check_source(archive: Archive, source: str | None) -> None:
+    """A ``--source`` of a service scrob does not sync must be one the archive holds
+    listens from (an import's ``spotify:bob``): otherwise it is a typo, which would
+    match nothing without a word. Usage error, exit 2."""
+    from ..errors import UsageError
+    from .options import SOURCE_SERVICES
+
+    service = (source or "").partition(":")[0]
+    if not service or service in SOURCE_SERVICES:
+        return
+    held = sorted({a.service for a in archive.known_accounts()} - set(SOURCE_SERVICES))
+    if service not in held:
+        raise UsageError(
+            f"unknown service {service!r} in --source: no listens in the archive came "
+            "from it",
+            hint=f"use {', '.join((*SOURCE_SERVICES, *held))}, optionally with :ACCOUNT")
 
 
 def configured_services() -> list[str]:

@@ -23,7 +23,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     from ..services.http import prepare_tls
     from ..timeparse import parse_date
     from . import state
-    from .common import own_accounts, service_config
+    from .common import check_source, own_accounts, service_config
 
     if not dry_run:
         prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
@@ -43,6 +43,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
 
     with st.archive(create=False) as archive, render.progress(
             f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
+        check_source(archive, source)
         report = export_listens(archive, cfg, ExportOptions(
             since=start, until=end, source=source, mine=own_accounts(cfg), dry_run=dry_run,
             on_item=on_item if dry_run else None,

@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         from ..errors import UsageError
         from ..timeparse import parse_date, zone
         from . import state
+        from .common import check_source
 
         if fmt not in ("table", "json", "csv"):
             raise UsageError(f"unknown format {fmt!r}", hint="use table, json or csv")
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
         if capped:  # a table of a whole history helps nobody; --json/--format csv are uncapped
             limit = TABLE_LIMIT + 1  # one more tells whether there are more
         with state().archive(readonly=True) as archive:
+            check_source(archive, source)
             rows = archive.listens(since=start, until=end, artist=artist, track=track,
                                    album=album, source=source, limit=limit,
                                    newest_first=not reverse)

@@ -22,22 +22,26 @@ User = Annotated[
     typer.Option("--user", metavar="NAME",
                  help="The account to use instead of the configured one."),
 ]
-_SOURCE_SERVICES = ("lastfm", "listenbrainz", "import")
+SOURCE_SERVICES = ("lastfm", "listenbrainz", "import")
 
 
 def _source(value: str | None) -> str | None:
-    """``SERVICE[:ACCOUNT]`` checked (a typo would match nothing, silently) and spelled as
-    the archive stores it: the service in lower case, the account folded as that
-    service folds user names (``listenbrainz:Alice`` is ``listenbrainz:alice``)."""
+    """``SERVICE[:ACCOUNT]`` spelled as the archive stores it: the service in lower case,
+    the account folded as that service folds user names (``listenbrainz:Alice`` is
+    ``listenbrainz:alice``). A service other than ``SOURCE_SERVICES`` (one an imported
+    file named, such as ``spotify``) is checked against the archive by the command
+    (``common.check_source``): a typo would match nothing, silently."""
     if value is None:
         return None
+    import re
+
     from ..models import Account
 
     service, colon, account = value.strip().partition(":")
     service = service.lower()
-    if service not in _SOURCE_SERVICES:
-        raise typer.BadParameter(f"unknown service {service!r}; use "
-                                 f"{', '.join(_SOURCE_SERVICES)}, optionally with :ACCOUNT")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", service):
+        raise typer.BadParameter(f"{service!r} is not a service name; use "
+                                 f"{', '.join(SOURCE_SERVICES)}, optionally with :ACCOUNT")
     if colon and not account:
         raise typer.BadParameter(f"no account after '{service}:'")
     return Account.parse(f"{service}:{account}").source if colon else service
@@ -46,8 +50,8 @@ def _source(value: str | None) -> str | None:
 Source = Annotated[
     str | None,
     typer.Option("--source", metavar="SERVICE[:ACCOUNT]", callback=_source,
-                 help="Only listens seen by this service (lastfm, listenbrainz, import), "
-                      "optionally one account of it."),
+                 help="Only listens seen by this service (lastfm, listenbrainz, import, "
+                      "or one an imported file named), optionally one account of it."),
 ]
 Tz = Annotated[
     str | None,
