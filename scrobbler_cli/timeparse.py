@@ -71,6 +71,10 @@ def parse_date(text: str, tz: tzinfo | None = None) -> int:
             raise UsageError(f"{text!r} could be a year or unix seconds",
                              hint=f"for the year write {value}-01-01; unix seconds that "
                                   "small are the first hours of 1970")
+        if len(value) == 8 and (day := _compact_date(value)):  # `--since 20231114`
+            raise UsageError(f"{text!r} could be a date or unix seconds",
+                             hint=f"for the date write {day}; unix seconds that small "
+                                  "are in 1970")
         return _checked(int(value), text)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -80,6 +84,15 @@ def parse_date(text: str, tz: tzinfo | None = None) -> int:
             hint="use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][+HH:MM] or unix seconds",
         ) from None
     return _checked(_stamp(dt, tz), text)
+
+
+def _compact_date(value: str) -> str | None:
+    """``YYYY-MM-DD`` when eight digits spell a date from 1970 (``20231114``), else None."""
+    try:
+        day = datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return None
+    return day.date().isoformat() if day.year >= 1970 else None
 
 
 def parse_duration(text: str) -> int:

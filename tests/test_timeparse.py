@@ -36,6 +36,20 @@ def test_a_year_alone_is_refused_with_what_to_write(text: str) -> None:
     assert info.value.hint is not None and f"{text}-01-01" in info.value.hint
 
 
+@pytest.mark.parametrize(("text", "day"), [("20231114", "2023-11-14"),
+                                         ("19700101", "1970-01-01")])
+def test_eight_digits_that_spell_a_date_are_refused_with_what_to_write(text: str,
+                                                                       day: str) -> None:
+    with pytest.raises(UsageError, match="could be a date or unix seconds") as info:
+        parse_date(text, timezone.utc)
+    assert info.value.hint is not None and f"write {day};" in info.value.hint
+
+
+@pytest.mark.parametrize("text", ["20231399", "19691231", "12345678", "1700000000"])
+def test_digits_that_spell_no_date_are_unix_seconds(text: str) -> None:
+    assert parse_date(text, timezone.utc) == int(text)
+
+
 @pytest.mark.parametrize("text", ["-5", str(MAX_TIME + 1), "0001-01-01", "1969-06-01",
                                   "9999-12-31T23:00-12:00"])
 @pytest.mark.parametrize("tz", [timezone.utc, None], ids=["UTC", "local"])
