@@ -272,6 +272,22 @@ def test_a_source_only_an_import_named_can_be_chosen(scrob, db: Path, tmp_path: 
     assert bad.code == 2 and "'spot fy' is not a service name" in bad.err
 
 
+@pytest.mark.parametrize("args", [
+    ("stats", "--json", "--from", ""), ("stats", "--json", "--to", ""),
+    ("stats", "--json", "--range", ""), ("listens", "--json", "--since", ""),
+    ("listens", "--json", "--until", ""), ("sync", "listenbrainz", "--since", ""),
+    ("sync", "lastfm", "--user", ""), ("export", "lastfm", "--dry-run", "--since", ""),
+    ("export", "listenbrainz", "--dry-run", "--until", ""),
+    ("export", "listenbrainz", "--dry-run", "--user", " "),
+], ids=lambda a: " ".join(x or "''" for x in a))
+def test_an_empty_value_is_a_usage_error_not_the_default(scrob, db: Path, args) -> None:
+    """`--since "$LAST"` with LAST unset must not quietly mean every listen, nor `--from`
+    another period, nor `--user` the configured account."""
+    result = scrob(*args)
+    assert (result.code, result.out) == (2, "")
+    assert len(result.err.strip().splitlines()) == 1
+
+
 def test_listens_csv(scrob, db: Path) -> None:
     result = scrob("listens", "--format", "csv", "--reverse", "--limit", "3")
     assert result.code == 0 and result.err == ""

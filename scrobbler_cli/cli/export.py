@@ -28,8 +28,8 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     if not dry_run:
         prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
-    start = parse_date(since) if since else None  # a usage error makes no archive
-    end = parse_date(until) if until else None
+    start = parse_date(since) if since is not None else None  # a usage error makes no archive
+    end = parse_date(until) if until is not None else None
     if start is not None and end is not None and end <= start:
         raise UsageError("--until must be after --since")
     cfg = service_config(service, user)

@@ -55,8 +55,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"{option} needs a name", hint=f"leave {option} out to "
                                  "list every one")
         zinfo = zone(tz)
-        start = parse_date(since, zinfo) if since else None
-        end = parse_date(until, zinfo) if until else None
+        start = parse_date(since, zinfo) if since is not None else None
+        end = parse_date(until, zinfo) if until is not None else None
         if start is not None and end is not None and end <= start:
             raise UsageError("--until must be after --since")
         if limit is not None:

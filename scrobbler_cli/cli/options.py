@@ -17,9 +17,19 @@ Until = Annotated[
     typer.Option("--until", metavar="DATE",
                  help="Only listens before DATE (YYYY-MM-DD, ISO time, or unix seconds)."),
 ]
+
+
+def _user(value: str | None) -> str | None:
+    """An empty ``--user`` (``--user "$U"`` with U unset) is a mistake, not the
+    configured account."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("no account name given")
+    return value
+
+
 User = Annotated[
     str | None,
-    typer.Option("--user", metavar="NAME",
+    typer.Option("--user", metavar="NAME", callback=_user,
                  help="The account to use instead of the configured one."),
 ]
 SOURCE_SERVICES = ("lastfm", "listenbrainz", "import")

@@ -47,8 +47,11 @@ def register(app: typer.Typer) -> None:
 
         if by not in BY:
             raise UsageError(f"unknown --by {by!r}", hint="use " + ", ".join(BY))
+        # (an empty value is a value: `--from "$START"` with START unset must not
+        # quietly mean another period)
         chosen = [n for n, v in (("--range", range_), ("--year", year), ("--month", month),
-                                 ("--from/--to", from_ or to)) if v]
+                                 ("--from/--to", from_ if from_ is not None else to))
+                  if v is not None]
         if len(chosen) > 1:
             raise UsageError(f"{' and '.join(chosen)} cannot be combined; choose one period")
         zinfo = zone(tz)
@@ -57,9 +60,9 @@ def register(app: typer.Typer) -> None:
             start, end = calendar_year(year, zinfo)
         elif month is not None:
             start, end = calendar_month(month, zinfo)
-        elif from_ or to:
-            start = parse_date(from_, zinfo) if from_ else 0
-            end = parse_date(to, zinfo) if to else now + 1
+        elif from_ is not None or to is not None:
+            start = parse_date(from_, zinfo) if from_ is not None else 0
+            end = parse_date(to, zinfo) if to is not None else now + 1
             if end <= start:
                 raise UsageError("--to must be after --from" if from_ and to else
                                  "--to must be after 1970-01-01 00:00 UTC, where unix time "
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
         elif (range_ or "month") == "all":
             start, end = 0, now + 1
         else:  # up to and including this second, as "all" and --from without --to
-            start, end = rolling(range_ or "month", now + 1)
+            start, end = rolling("month" if range_ is None else range_, now + 1)
         with state().archive(readonly=True) as archive:
             report = compute_stats(archive, start, end, by=by, limit=limit)
         if json_:

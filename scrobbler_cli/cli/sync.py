@@ -34,7 +34,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
 
     prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
-    start = parse_date(since) if since else None
+    start = parse_date(since) if since is not None else None
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
     failed: list[str] = []
