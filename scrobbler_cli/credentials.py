@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from .errors import KeyringUnavailable, register_secret
+from .errors import CredentialsError, KeyringUnavailable, register_secret
 
 KEYRING_SERVICE = "scrob"
 
@@ -135,12 +135,21 @@ def store(name: str, value: str) -> None:
 
 
 def forget(name: str) -> bool:
-    """Remove a secret from the keyring; True if one was there."""
+    """Remove a secret from the keyring; True if one was there.
+
+    With no usable keyring (``keyring_usable``) nothing can have been stored there, so
+    there is nothing to remove. A keyring that is there but will not read or remove it
+    (a locked Secret Service) is a ``CredentialsError``: the secret may still be there,
+    and a logout must not say otherwise."""
+    if not keyring_usable():
+        return False
     try:
         kr = _keyring()
         if kr.get_password(KEYRING_SERVICE, name) is None:
             return False
         kr.delete_password(KEYRING_SERVICE, name)
         return True
-    except Exception:  # noqa: BLE001
-        return False
+    except Exception as exc:  # noqa: BLE001 - any backend's failure, reported
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise CredentialsError(f"the keyring did not remove {name} ({reason})",
+                               hint="unlock the keyring and log out again") from None

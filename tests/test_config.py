@@ -13,6 +13,7 @@ from keyring.backends import fail, null
 
 from scrobbler_cli import config, credentials
 from scrobbler_cli.errors import KeyringUnavailable, UsageError
+from tests.keyring_backend import FileKeyring
 
 LB_TOKEN = "lb-token-1234567890abcdef"
 LASTFM_KEY = "lastfm-key-abcdef0123456789"
@@ -304,6 +305,45 @@ def test_logout_removes_secrets_and_user(scrob) -> None:
     assert status["accounts"][1]["secrets"] == {"token": "missing"}  # type: ignore[index]
     # logging out again is harmless
     assert scrob("auth", "logout", "listenbrainz").code == 0
+
+
+class LockedKeyring(FileKeyring):
+    """A keyring that reads but will not delete (a locked Secret Service)."""
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyring.errors import KeyringLocked
+
+        raise KeyringLocked("the collection is locked")
+
+
+def test_logout_fails_when_the_keyring_keeps_the_secret(scrob, no_keyring) -> None:
+    """It said "logged out" and left the token in the keyring; now it says what is left,
+    exits 3 and keeps the username, and the same command finishes once it can."""
+    credentials.store("listenbrainz_token", LB_TOKEN)
+    config.save("listenbrainz", "user", "alice")
+    no_keyring(LockedKeyring())
+    result = scrob("auth", "logout", "listenbrainz")
+    assert result.code == 3
+    assert "the keyring did not remove listenbrainz_token (KeyringLocked: the " \
+           "collection is locked)" in result.err and "unlock the keyring" in result.err
+    assert "logged out" not in result.err and LB_TOKEN not in result.err
+    assert keyring_file() == {"scrob/listenbrainz_token": LB_TOKEN}
+    assert config.load().listenbrainz_user == "alice"
+    no_keyring(FileKeyring())
+    again = scrob("auth", "logout", "listenbrainz")
+    assert again.code == 0 and "(1 secret removed from the keyring)" in again.err
+    assert keyring_file() == {}
+
+
+def test_logout_without_a_keyring_forgets_the_username(scrob, no_keyring) -> None:
+    """No keyring backend (a headless server): no secret can be stored there, so the
+    logout removes the username and says nothing of secrets."""
+    config.save("listenbrainz", "user", "alice")
+    no_keyring(fail.Keyring())
+    result = scrob("auth", "logout", "listenbrainz")
+    assert result.code == 0 and "logged out of listenbrainz" in result.err
+    assert "removed" not in result.err
+    assert config.load().listenbrainz_user is None
 
 
 def test_logout_warns_about_secrets_left_in_the_environment(

@@ -67,10 +67,13 @@ def logout(
     if service not in SERVICES:
         raise UsageError(f"unknown service {service!r}", hint="use lastfm or listenbrainz")
     user_key, secrets = SERVICES[service]
+    # (a keyring that will not remove a secret stops here, with the username kept: the
+    # same command finishes the job once the keyring is unlocked)
     removed = [name for name in secrets if credentials.forget(name)]
     config.save(service, "user", None)
-    render.message(f"logged out of {service}"
-                   + (f" ({len(removed)} secrets removed from the keyring)" if removed else ""))
+    render.message(f"logged out of {service}" + (
+        f" ({render.count(len(removed), 'secret')} removed from the keyring)" if removed
+        else ""))
     env_left = [credentials.SECRETS[n] for n in secrets if credentials.get(n).origin == "env"]
     if env_left:
         render.warn("still set in the environment: " + ", ".join(env_left))
