@@ -135,6 +135,7 @@ class ExportReport:
     too_old: int = 0
     remaining: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None  # why it stopped, when it failed part-way
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -151,6 +152,8 @@ class ExportReport:
             out["remaining"] = self.remaining
         if self.reasons:
             out["reasons"] = dict(sorted(self.reasons.items()))
+        if self.error is not None:
+            out["error"] = self.error
         return out
 
     def reject(self, reason: str, n: int = 1) -> None:

@@ -406,6 +406,33 @@ def test_daily_cap_then_a_later_run_continues(with_session: FakeLastfm, scrob: A
     assert len(fake.scrobbles("alice")) == 130
 
 
+def test_an_export_that_fails_prints_its_summary_with_the_error(
+        with_session: FakeLastfm, scrob: Any) -> None:
+    """With --json a failed export still prints its summary, with the error, as a failed
+    sync does; what was scrobbled before the failure is recorded and not sent again."""
+    sync_json(scrob)  # (retries do not wait in these tests: SLEEP is replaced)
+    lb_listens([NOW - DAY + 30 * i for i in range(120)])
+    fake, answer, scrobbles = with_session, with_session.handle, [0]
+
+    def second_scrobble_on_fails(http_method: str, path: str, params: dict[str, str],
+                                 *rest: Any, **kw: Any) -> Any:
+        if params.get("method") == "track.scrobble":
+            scrobbles[0] += 1
+            if scrobbles[0] > 1:
+                fake.fail_next(1, "503")
+        return answer(http_method, path, params, *rest, **kw)
+
+    fake.handle = second_scrobble_on_fails  # type: ignore[method-assign]
+    failed = scrob("export", "lastfm", "--json")
+    assert failed.code == 4 and failed.err.count("\n") == 1
+    report = failed.json()
+    assert report["target"] == "lastfm:alice" and report["submitted"] == 50
+    assert report["candidates"] == 120 and "503" in report["error"]
+    fake.handle = answer  # type: ignore[method-assign]
+    assert export_json(scrob)["submitted"] == 70
+    assert len(fake.scrobbles("alice")) == 70 + 50
+
+
 def test_dry_run_prints_and_sends_nothing(lastfm_env: FakeLastfm, scrob: Any) -> None:
     lb_listens([NOW - 3600, NOW - 1800], artist="\x1b[31mRed\x1b[0m")
     result = scrob("export", "lastfm", "--dry-run", "--json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -393,6 +394,85 @@ def test_export_then_export_again_sends_nothing(
     assert (again["candidates"], again["submitted"], again["already_there"],
             again["requests"]) == (0, 0, 2300, 0)
     assert len(lb.requests_to("/submit-listens")) == sent  # the fake received nothing
+
+
+def test_an_export_that_fails_part_way_still_prints_its_summary(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a failed sync does: with --json, stdout still holds the summary, with what was
+    submitted before the failure (recorded: the next run sends only the rest) and the
+    error; the exit code is the failure's."""
+    from scrobbler_cli.engines import listenbrainz as engine
+
+    monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
+    data = write_ndjson(tmp_path / "history.ndjson", plays(3500, int(time.time()) - 60 * DAY))
+    assert scrob("import", str(data)).code == 0
+    assert scrob("sync", "listenbrainz").code == 0
+    answer = lb.handle
+    submits = [0]
+
+    def third_submit_on_fails(entry: Any) -> tuple[int, dict[str, str], bytes]:
+        if entry.path.endswith("/submit-listens"):
+            submits[0] += 1
+            if submits[0] > 2:
+                return 503, {}, b'{"code": 503, "error": "down"}'
+        return answer(entry)
+
+    monkeypatch.setattr(lb, "handle", third_submit_on_fails)
+    failed = scrob("export", "listenbrainz", "--json")
+    assert failed.code == 4 and failed.err.count("\n") == 1 and "503" in failed.err
+    report = failed.json()
+    assert set(report) == EXPORT_KEYS | {"error"} and "503" in report["error"]
+    assert (report["candidates"], report["submitted"]) == (3500, 2000)
+    assert len(lb.listens("Alice")) == 2000
+    # one more batch gets through (of the two on the wire at once, whichever arrives
+    # first: it is recorded even when the other fails); without --json, in words
+    submits[0] = 1
+    text = scrob("export", "listenbrainz")
+    assert text.code == 4 and text.out == ""
+    done = re.search(r"listenbrainz:alice: 1,500 candidates, submitted (1,000|500),", text.err)
+    assert done, text.err
+    monkeypatch.setattr(lb, "handle", answer)
+    rest = scrob("export", "listenbrainz", "--json")
+    assert rest.code == 0 and "error" not in rest.json()
+    assert rest.json()["submitted"] == 1500 - int(done[1].replace(",", ""))
+    assert len(lb.listens("Alice")) == 3500
+
+
+def test_a_batch_accepted_beside_a_failing_one_is_recorded(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path, db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches are on the wire at once. When the older one fails for good, the
+    newer one the server accepted is still recorded as pushed: the next run sends only
+    the failed one (before, it sent both, and the server dropped the repeat)."""
+    from scrobbler_cli.engines import listenbrainz as engine
+
+    monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
+    start = int(time.time()) - 60 * DAY
+    data = write_ndjson(tmp_path / "history.ndjson", plays(1500, start))
+    assert scrob("import", str(data)).code == 0
+    assert scrob("sync", "listenbrainz").code == 0
+    with sqlite3.connect(db) as conn:
+        oldest = conn.execute("SELECT min(listened_at) FROM listens").fetchone()[0]
+    answer = lb.handle
+
+    def first_batch_fails(entry: Any) -> tuple[int, dict[str, str], bytes]:
+        if entry.path.endswith("/submit-listens") and \
+                json.loads(entry.body)["payload"][0]["listened_at"] == oldest:
+            return 503, {}, b'{"code": 503, "error": "down"}'
+        return answer(entry)
+
+    monkeypatch.setattr(lb, "handle", first_batch_fails)
+    failed = scrob("export", "listenbrainz", "--json")
+    assert failed.code == 4 and failed.json()["submitted"] == 500
+    with sqlite3.connect(db) as conn:
+        pushed = conn.execute("SELECT count(*) FROM pushes").fetchone()[0]
+    assert pushed == 500 == len(lb.listens("Alice"))
+    monkeypatch.setattr(lb, "handle", answer)
+    sent = len(lb.requests_to("/submit-listens"))
+    rest = scrob("export", "listenbrainz", "--json")
+    assert rest.code == 0 and rest.json()["submitted"] == 1000
+    assert len(lb.requests_to("/submit-listens")) == sent + 1  # the failed batch only
 
 
 def test_a_sync_from_a_date_only_says_how_to_sync_in_full_and_export_waits_for_it(

@@ -18,8 +18,9 @@ app = typer.Typer(help="Push archived listens to a service that lacks them.",
 def _run(service: str, user: str | None, since: str | None, until: str | None,
          source: str | None, dry_run: bool, json_: bool) -> None:
     from .. import render
-    from ..errors import UsageError
+    from ..errors import ScrobError, UsageError, redact
     from ..export import ExportOptions, export_listens
+    from ..models import ExportReport
     from ..services.http import prepare_tls
     from ..timeparse import parse_date
     from . import state
@@ -41,14 +42,26 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
         else:
             items.append(item)
 
-    with st.archive(create=False) as archive, render.progress(
-            f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
-        check_source(archive, source)
-        report = export_listens(archive, cfg, ExportOptions(
-            since=start, until=end, source=source, mine=own_accounts(cfg), dry_run=dry_run,
-            on_item=on_item if dry_run else None,
-            on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
-            log=st.log))
+    try:
+        with st.archive(create=False) as archive, render.progress(
+                f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
+            check_source(archive, source)
+            report = export_listens(archive, cfg, ExportOptions(
+                since=start, until=end, source=source, mine=own_accounts(cfg),
+                dry_run=dry_run, on_item=on_item if dry_run else None,
+                on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
+                log=st.log))
+    except ScrobError as exc:
+        # a failure part-way: what was accepted before it is recorded (a re-run goes on
+        # from there), and the summary says how much that was, as a sync's does
+        failed = exc.partial
+        if isinstance(failed, ExportReport) and not dry_run:
+            failed.error = redact(str(exc))
+            if json_:
+                render.write_json(failed.as_json())
+            elif not st.quiet and failed.submitted:
+                render.message(_summary(failed, dry_run))
+        raise
     if dry_run and not json_:
         render.table(f"would send to {service} {cfg.user}", ["listened_at", "artist", "track"],
                      ([i.get("listened_at"), i.get("artist"), i.get("track")] for i in items))

@@ -513,9 +513,17 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
     so a re-run sends nothing twice; ignored ones are counted by reason; on the daily
     cap (code 5) it stops and reports ``remaining`` for a later run.
     """
-    user = _user(config)
-    account = account_for(user)
+    account = account_for(_user(config))
     report = ExportReport(target=account.source)
+    try:
+        return _export(archive, config, options, account, report)
+    except ScrobError as exc:  # what was sent before it stays recorded: say how much
+        exc.partial = report
+        raise
+
+
+def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
+            account: Account, report: ExportReport) -> ExportReport:
     oldest = int(NOW()) - MAX_AGE
     fresh: list[Listen] = []
     for listen in archive.missing_for(account, since=options.since, until=options.until,

@@ -439,7 +439,21 @@ class _Sender:
         except SubmissionRejected as exc:
             self._split(items, exc)
             return
+        except ScrobError:
+            self._settle_rest()
+            raise
         self._accepted(items)
+
+    def _settle_rest(self) -> None:
+        """The export is failing: record what the server accepted of the batches still
+        on the wire (a later batch may have got through), and drop the others."""
+        while self._inflight:
+            items, job = self._inflight.popleft()
+            try:
+                job.result()
+            except ScrobError:
+                continue
+            self._accepted(items)
 
     def send(self, items: list[tuple[int, dict[str, Any]]]) -> None:
         """Send a batch and settle it before returning."""
@@ -517,6 +531,15 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
         raise CredentialsError("no ListenBrainz account is configured", hint=TOKEN_HINT)
     target = account_for(config.user)
     report = ExportReport(target=target.source)
+    try:
+        return _export(archive, config, options, target, report)
+    except ScrobError as exc:  # what was sent before it stays recorded: say how much
+        exc.partial = report
+        raise
+
+
+def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
+            target: Account, report: ExportReport) -> ExportReport:
     report.already_there = archive.count_present(target, since=options.since,
                                                  until=options.until, source=options.source)
     now = int(time.time())
@@ -552,7 +575,7 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
             else:
                 if sender is None:
                     client = connect(config, log=options.log)
-                    _check_owner(client, config.user)
+                    _check_owner(client, config.user or target.name)
                     sender = _Sender(archive, target, client, report, options.log)
                 sender.start(items)
             if options.on_progress:
