@@ -332,6 +332,14 @@ def assert_no_raw_controls(text: str) -> None:
         assert bad not in text, repr(bad)
 
 
+@pytest.mark.parametrize("mark", ["\u061c", "\u200e", "\u200f", "\u202e", "\u2067"])
+def test_every_bidi_control_is_shown_escaped(mark: str) -> None:
+    """Unicode's Bidi_Control characters, the Arabic letter mark (U+061C) included."""
+    from scrobbler_cli.render import visible
+
+    assert visible(f"abc{mark}123") == f"abc\\u{ord(mark):04x}123"
+
+
 def test_markup_in_names_is_printed_literally(scrob, hostile: Path) -> None:
     result = scrob("listens", "--tz", "UTC")
     assert result.code == 0
