@@ -242,11 +242,14 @@ def _parse(listen: _Listen, listened_at: int | None, raw: bytes) -> SourceRecord
     if metadata is None:
         raise ValueError("listen has no track_metadata")
     if listened_at is None:
-        if listen.listened_at is None:
-            raise ValueError("listen has no listened_at")
-        listened_at = _timestamp(listen.listened_at)
-        if listened_at is None:
-            raise ValueError(f"listened_at is not a number: {listen.listened_at!r}")
+        listened_at = listen.listened_at
+        if type(listened_at) is not int:  # old listens: a string, a fraction
+            if listened_at is None:
+                raise ValueError("listen has no listened_at")
+            stamp = _timestamp(listened_at)
+            if stamp is None:
+                raise ValueError(f"listened_at is not a number: {listened_at!r}")
+            listened_at = stamp
     if not 0 <= listened_at <= LATEST_TIME:
         raise ValueError(f"listened_at {listened_at} is not a time")
     artist = _text(metadata.artist_name)
@@ -257,21 +260,22 @@ def _parse(listen: _Listen, listened_at: int | None, raw: bytes) -> SourceRecord
         raise ValueError("listen has an empty track_name")
     info = metadata.additional_info or _NO_INFO
     mapping = metadata.mbid_mapping or _NO_MAPPING
+    # Each MBID is the user's (additional_info) if usable, else the server's mapping's;
+    # an absent one costs no call (a sync parses every listen: a third of the time).
     return SourceRecord(
-        listened_at=listened_at,
-        artist=artist,
-        track=track,
-        album=_text(metadata.release_name) or None,
-        duration=_duration(info.duration, info.duration_ms),
-        recording_mbid=_mbid(info.recording_mbid) or _mbid(mapping.recording_mbid),
-        release_mbid=_mbid(info.release_mbid) or _mbid(mapping.release_mbid),
-        artist_mbids=_mbids(info.artist_mbids) or _mbids(mapping.artist_mbids),
-        remote_id=(
-            _mbid(listen.recording_msid)  # API: top level
-            or _mbid(metadata.recording_msid)  # export: inside track_metadata
-            or _mbid(info.recording_msid)
-        ),
-        raw=raw,
+        listened_at, artist, track, _text(metadata.release_name) or None,
+        _duration(info.duration, info.duration_ms),
+        ((a := info.recording_mbid) and _mbid(a)
+         or (b := mapping.recording_mbid) and _mbid(b) or None),
+        ((a := info.release_mbid) and _mbid(a)
+         or (b := mapping.release_mbid) and _mbid(b) or None),
+        ((a := info.artist_mbids) and _mbids(a)
+         or (b := mapping.artist_mbids) and _mbids(b) or ()),
+        # the msid: API replies have it at the top, exports inside track_metadata
+        ((a := listen.recording_msid) and _mbid(a)
+         or (b := metadata.recording_msid) and _mbid(b)
+         or (c := info.recording_msid) and _mbid(c) or None),
+        raw,
     )
 
 
