@@ -75,7 +75,12 @@ def read_file(path: Path | None = None) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings; ``origin`` says where each came from (env, config, default)."""
+    """Resolved settings; ``origin`` says where each came from (env, config, default).
+
+    ``values`` hold them as given. Each is checked where it is used (an attribute): a
+    typo in one setting stops only the commands that need it, so a bad Last.fm pace
+    never stops ``scrob stats``, and ``scrob auth status`` still shows the accounts.
+    """
 
     values: dict[str, Any]
     origin: dict[str, str]
@@ -85,11 +90,13 @@ class Settings:
             value = self.values[name]
         except KeyError:
             raise AttributeError(name) from None
-        if name.endswith("_api_url") and self.origin[name] != "default":
-            # checked where it is used: a typo in one service's root stops only the
-            # commands that talk to it (``scrob stats`` never does)
-            return _url(name, value)
-        return value
+        origin = self.origin[name]
+        if origin == "default":
+            return value
+        section, key, env, default = _SETTINGS[name]
+        where = env if env and origin == "env" else f"[{section}] {key} in the settings file"
+        value = _coerce(name, value, default, where)
+        return _url(name, value) if name.endswith("_api_url") else value
 
 
 def load() -> Settings:
@@ -98,18 +105,11 @@ def load() -> Settings:
     origin: dict[str, str] = {}
     for name, (section, key, env, default) in _SETTINGS.items():
         if env and os.environ.get(env):
-            raw: Any = os.environ[env]
-            origin[name] = "env"
+            values[name], origin[name] = os.environ[env], "env"
         elif key in data.get(section, {}):
-            raw = data[section][key]
-            origin[name] = "config"
+            values[name], origin[name] = data[section][key], "config"
         else:
-            values[name] = default
-            origin[name] = "default"
-            continue
-        where = (env if env and origin[name] == "env"
-                 else f"[{section}] {key} in the settings file")
-        values[name] = _coerce(name, raw, default, where)
+            values[name], origin[name] = default, "default"
     return Settings(values, origin)
 
 

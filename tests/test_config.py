@@ -126,7 +126,7 @@ def test_save_round_trips_and_removes() -> None:
 def test_bad_settings_are_usage_errors(scrob) -> None:
     write_config("[archive]\nmatch_tolerance = \"soon\"\n")
     with pytest.raises(UsageError, match="match_tolerance"):
-        config.load()
+        config.load().match_tolerance  # noqa: B018 - checked where it is used
     write_config("this is = = not toml")
     with pytest.raises(UsageError, match="settings file"):
         config.load()
@@ -408,11 +408,38 @@ def test_choosing_the_keyring_backend_skips_the_macos_bindings_elsewhere(
     ("SCROB_LOCK_WAIT", "-0.5", "SCROB_LOCK_WAIT must be a number of at least 0, not '-0.5'"),
 ])
 def test_a_bad_number_names_the_variable_it_came_from(
-        scrob, monkeypatch: pytest.MonkeyPatch, env: str, value: str, said: str) -> None:
+        scrob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: str, value: str,
+        said: str) -> None:
     monkeypatch.setenv(env, value)
-    result = scrob("auth", "status")
+    data = tmp_path / "one.ndjson"
+    data.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    # a command that uses it: a Last.fm sync the pace, an import the archive's settings
+    result = scrob(*(("sync", "lastfm") if "LASTFM" in env else ("import", str(data))))
     assert result.code == 2 and result.err.count("\n") == 1
     assert said in result.err
+    assert not Path(os.environ["SCROB_DB"]).exists()  # stopped before anything was made
+
+
+@pytest.mark.parametrize("env", ["SCROB_LASTFM_RATE", "SCROB_MATCH_TOLERANCE",
+                                 "SCROB_LOCK_WAIT"])
+def test_a_bad_setting_stops_only_the_commands_that_use_it(
+        scrob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: str) -> None:
+    data = tmp_path / "one.ndjson"
+    data.write_text('{"listened_at": 1000, "artist": "A", "track": "B"}\n')
+    assert scrob("import", str(data)).code == 0
+    monkeypatch.setenv(env, "soon")
+    # reading the archive, and seeing what is configured, need none of these
+    assert scrob("stats", "--range", "all", "--json").code == 0
+    listed = scrob("listens", "--json")
+    assert listed.code == 0 and json.loads(listed.out)["track"] == "B"
+    assert scrob("auth", "status").code == 0
+    if env == "SCROB_LASTFM_RATE":
+        # ListenBrainz never uses the Last.fm pace: its sync stops on its own account
+        assert scrob("sync", "listenbrainz").code == 3
+        used = scrob("sync", "lastfm")
+    else:
+        used = scrob("import", str(data))
+    assert used.code == 2 and f"{env} must be" in used.err
 
 
 @pytest.mark.parametrize(("toml", "said"), [
@@ -423,8 +450,10 @@ def test_a_bad_number_names_the_variable_it_came_from(
 ])
 def test_a_bad_number_in_the_file_names_its_key(toml: str, said: str) -> None:
     write_config(toml)
+    settings = config.load()
     with pytest.raises(UsageError) as caught:
-        config.load()
+        for name in ("match_tolerance", "lock_wait", "lastfm_rate"):
+            getattr(settings, name)
     assert said in str(caught.value)
 
 
@@ -434,7 +463,7 @@ def test_text_in_the_file_must_be_in_quotes(value: str) -> None:
     "True": a user name in the file that is not text is refused, naming its key."""
     write_config(f"[lastfm]\nuser = {value}\n")
     with pytest.raises(UsageError) as caught:
-        config.load()
+        config.load().lastfm_user  # noqa: B018 - checked where it is used
     assert "[lastfm] user in the settings file must be text in quotes" in str(caught.value)
     write_config('[lastfm]\nuser = "5"\n')
     assert config.load().lastfm_user == "5"
@@ -448,7 +477,7 @@ def test_the_settings_and_the_archive_agree_on_the_largest_tolerance(
     assert config.load().match_tolerance == MAX_TOLERANCE
     monkeypatch.setenv("SCROB_MATCH_TOLERANCE", str(MAX_TOLERANCE + 1))
     with pytest.raises(UsageError):
-        config.load()
+        config.load().match_tolerance  # noqa: B018 - checked where it is used
 
 
 def test_the_settings_and_the_pacer_agree_on_the_slowest_rate(
@@ -462,7 +491,7 @@ def test_the_settings_and_the_pacer_agree_on_the_slowest_rate(
             Pacer(bad)
     monkeypatch.setenv("SCROB_LASTFM_RATE", str(MIN_RATE / 2))
     with pytest.raises(UsageError):
-        config.load()
+        config.load().lastfm_rate  # noqa: B018 - checked where it is used
 
 
 def test_whole_numbers_may_be_written_as_such(monkeypatch: pytest.MonkeyPatch) -> None:

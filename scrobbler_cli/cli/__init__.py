@@ -45,7 +45,6 @@ class State:
         from .. import config
         from ..archive import Archive
 
-        settings = config.load()
         path = config.db_path(self.db)
         self.log(f"archive: {path}")
         creates = not readonly and options.get("create", True)
@@ -57,9 +56,11 @@ class State:
             raise UsageError(f"there is no directory {path.parent} for the archive {path}",
                              hint="create it first, or check the path given with --db or "
                                   "SCROB_DB")
-        return Archive(path, readonly=readonly, lock_wait=float(settings.lock_wait),
-                       tolerance=int(settings.match_tolerance), background=background,
-                       **options)
+        if not readonly:  # (reading needs neither: a typo in them stops only writers)
+            settings = config.load()
+            options.setdefault("lock_wait", float(settings.lock_wait))
+            options.setdefault("tolerance", int(settings.match_tolerance))
+        return Archive(path, readonly=readonly, background=background, **options)
 
 
 _state = State()

@@ -31,10 +31,10 @@ def status_rows() -> list[dict[str, object]]:
                  for name in secrets}
         rows.append({
             "service": service,
-            "user": settings.values[user_key],
+            "user": getattr(settings, user_key),
             "user_from": settings.origin[user_key],
             "secrets": found,
-            "configured": bool(settings.values[user_key])
+            "configured": bool(getattr(settings, user_key))
             and all(o in ("env", "keyring") for o in found.values()),
         })
     return rows

@@ -50,7 +50,7 @@ def own_accounts(target: ServiceConfig) -> tuple[Account, ...]:
     from .. import config
 
     settings = config.load()
-    users = {s: settings.values[f"{s}_user"] for s in ("lastfm", "listenbrainz")}
+    users = {s: getattr(settings, f"{s}_user") for s in ("lastfm", "listenbrainz")}
     users[target.service] = target.user or users[target.service]
     return tuple(Account.parse(f"{s}:{u}") for s, u in users.items() if u)
 
@@ -78,7 +78,7 @@ def configured_services() -> list[str]:
     from .. import config
 
     settings = config.load()
-    return [s for s in ("lastfm", "listenbrainz") if settings.values[f"{s}_user"]]
+    return [s for s in ("lastfm", "listenbrainz") if getattr(settings, f"{s}_user")]
 
 
 def read_secret(prompt: str) -> str:
