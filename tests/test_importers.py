@@ -485,6 +485,40 @@ def test_restore_then_sync_adds_no_duplicate_of_an_offset_sighting(scrob, tmp_pa
         assert (again.duplicates, again.new, archive.count()) == (1, 0, 1)
 
 
+@pytest.mark.parametrize("batch", [None, 2])
+def test_round_trip_keeps_which_account_saw_a_merged_listen_first(
+        scrob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int | None) -> None:
+    """A listen's time is its first sighting's. When ListenBrainz saw a play first and
+    Last.fm later (its record 90 s earlier), the backup lists lastfm first; restoring it
+    must still make the ListenBrainz record the listen and Last.fm's the later sighting,
+    or every such listen comes back 90 s earlier. (Batches of 2: the later sightings
+    fill theirs first.)"""
+    import scrobbler_cli.importers as importers
+
+    if batch:
+        monkeypatch.setattr(importers, "BATCH", batch)
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1714600000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lb, [SourceRecord(t + i * 600 + 90, "A", f"S{i}")
+                                  for i in range(5)])
+        archive.save_records(lastfm, [SourceRecord(t + i * 600, "A", f"S{i}")
+                                      for i in range(5)]
+                             + [SourceRecord(t + 9000, "A", "only on Last.fm")])
+        archive.save_records(lb, [SourceRecord(t - 9000, "A", "only on ListenBrainz")])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    assert f'"listened_at":{t + 90},' in out
+    assert '"account_times":{"lastfm:alice":1714600000}' in out
+    backup = tmp_path / "backup.ndjson"
+    backup.write_text(out, encoding="utf-8")
+    restored = scrob("--db", db(tmp_path, "two.db"), "import", str(backup))
+    assert restored.code == 0, restored.err
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
+    with Archive(db(tmp_path, "two.db")) as archive:  # each account finds its own again
+        assert archive.save_records(lb, [SourceRecord(t + 90, "A", "S0")]).duplicates == 1
+        assert archive.save_records(lastfm, [SourceRecord(t, "A", "S0")]).duplicates == 1
+        assert archive.count() == 7
+
+
 # Lines of every shape parse_scrob reads or refuses: the fast line parser must read each
 # as parse_scrob does, or leave it to parse_scrob (None), and never accept one it refuses.
 _T = b'"listened_at":1700000000,'
