@@ -14,7 +14,7 @@ import re
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -442,19 +442,13 @@ def _import(archive: Archive, path: Path, fmt: str,
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
     # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
     saver = archive.saver(tally, plan_names=True)
+    # Plays whose first sighting is not the account saved first (``Archive.make_first``)
+    first_sightings: list[tuple[Account, int, str, str]] = []
+    before = archive.last_id()
 
-    # Another account's record of a play, at its own time, is saved after the play's
-    # listen: a listen's time is its first sighting's, so that sighting must come first
-    # again (a backup lists accounts by name, not in the order they saw the play).
-    later: dict[Account, list[SourceRecord]] = {}
-
-    def flush(account: Account, batches: dict[Account, list[SourceRecord]] = pending
-              ) -> None:
-        batch = batches.pop(account, [])
+    def flush(account: Account) -> None:
+        batch = pending.pop(account, [])
         if batch:
-            if batches is later:  # every listen its records may join is saved first
-                for first in list(pending):
-                    flush(first)
             saver.save(account, batch)
 
     def parsed() -> Iterator[tuple[Where, Scrob | str]]:
@@ -511,26 +505,29 @@ def _import(archive: Archive, path: Path, fmt: str,
                     if on_progress and report.records % 10_000 == 0:
                         on_progress(report.records)
                     continue
-                names: Iterable[str] = accounts or default_accounts
-                if times:  # the play's own sighting first: see ``later``
-                    names = sorted(names, key=times.__contains__)
-                for acct in names:
+                if times:  # seen at other times by some: the play's time is another's
+                    first = next((a for a in accounts if a not in times), None)
+                    if first is not None:
+                        first_sightings.append((known.get(first) or known.setdefault(
+                            first, Account.parse(first)), record.listened_at, record.artist,
+                            record.track))
+                for acct in accounts or default_accounts:
                     # one batch per account, however its name is spelled (Last.fm names
                     # fold case): its records are saved together, in the file's order
                     account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
+                    batch = pending.setdefault(account, [])
                     own = times.get(acct)  # that account's own time of the play, if it differs
-                    batches = pending if own is None else later
-                    batch = batches.setdefault(account, [])
                     batch.append(record if own is None else replace(record, listened_at=own))
                     if len(batch) >= BATCH:
-                        flush(account, batches)
-                        default_batch = None  # (flushed too, if it was pending)
+                        flush(account)
+                        if account == default_account:
+                            default_batch = None
                 if on_progress and report.records % 10_000 == 0:
                     on_progress(report.records)
             for account in list(pending):
                 flush(account)
-            for account in list(later):
-                flush(account, later)
+        if first_sightings:
+            archive.make_first(first_sightings, after=before)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
     if report.format == "auto":

@@ -519,6 +519,54 @@ def test_round_trip_keeps_which_account_saw_a_merged_listen_first(
         assert archive.count() == 7
 
 
+def test_round_trip_pairs_each_sighting_as_the_archive_did(scrob, tmp_path: Path) -> None:
+    """Last.fm's play at t was paired with ListenBrainz's at t+140, the nearest; the
+    one at t+200 is a listen of its own. Restored, Last.fm's record must not join the
+    listen at t+200 (it is newer, so listed first), nor lend it its album."""
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lastfm, [SourceRecord(t, "A", "S", album="Alb")])
+        archive.save_records(lb, [SourceRecord(t + 140, "a", "s"),
+                                  SourceRecord(t + 200, "a", "s")])
+        archive.save_records(lb, [SourceRecord(t + 5000, "B", "Z")])
+        archive.save_records(lastfm, [SourceRecord(t + 5030, "B", "Z")])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["listened_at"], r["album"], r.get("account_times")) for r in rows] == [
+        (t + 5000, None, {"lastfm:alice": t + 5030}),
+        (t + 200, None, None),
+        (t, "Alb", {"listenbrainz:alice": t + 140})]
+    backup = tmp_path / "backup.ndjson"
+    backup.write_text(out, encoding="utf-8")
+    assert scrob("--db", db(tmp_path, "two.db"), "import", str(backup)).code == 0
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
+    # importing it again changes nothing
+    assert scrob("--db", db(tmp_path, "two.db"), "import", str(backup)).code == 0
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
+
+
+def test_make_first_changes_only_the_listens_numbered_above_after(tmp_path: Path) -> None:
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
+    with Archive(tmp_path / "a.db") as archive:
+        archive.save_records(lastfm, [SourceRecord(t, "A", "S")])
+        archive.save_records(lb, [SourceRecord(t + 60, "A", "S")])
+        before = archive.last_id()
+        archive.save_records(lastfm, [SourceRecord(t + 9000, "A", "S")])
+        archive.save_records(lb, [SourceRecord(t + 9060, "A", "S")])
+        wanted = [(lb, t + 60, "A", "S"), (lb, t + 9060, "a", " s"),
+                  (lb, t + 1, "A", "S"), (Account("lastfm", "bob"), t, "A", "S")]
+        assert archive.make_first(wanted, after=before) == 1
+        assert archive.make_first(wanted, after=before) == 0  # already first
+        assert sorted((listen.listened_at, listen.accounts)
+                      for listen in archive.listens()) == [
+            (t, ("lastfm:alice", "listenbrainz:alice")),
+            (t + 9060, ("lastfm:alice", "listenbrainz:alice"))]
+        # each account still finds its own record: nothing is saved twice
+        again = archive.save_records(lb, [SourceRecord(t + 9060, "A", "S")])
+        assert (again.duplicates, archive.count()) == (1, 2)
+        assert archive.save_records(lastfm, [SourceRecord(t + 9000, "A", "S")]).duplicates == 1
+
+
 # Lines of every shape parse_scrob reads or refuses: the fast line parser must read each
 # as parse_scrob does, or leave it to parse_scrob (None), and never accept one it refuses.
 _T = b'"listened_at":1700000000,'

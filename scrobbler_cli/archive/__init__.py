@@ -687,6 +687,44 @@ class Archive:
     def set_cursor(self, account: Account, cursor: int) -> None:
         self.save_records(account, [], cursor=cursor)
 
+    def last_id(self) -> int:
+        """The largest listen id (0 for none): listens saved later are numbered above."""
+        return self.conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
+
+    def make_first(self, records: Iterable[tuple[Account, int, str, str]], *,
+                   after: int) -> int:
+        """Make each record (account, listened_at, artist, track) the first sighting of
+        the listen it was saved to, if it was saved as a later one: the listen takes its
+        time and the sighting that held that place becomes a later one. Only listens
+        numbered above ``after`` change (what an import made). How many changed.
+
+        A restored backup names each play's first sighting (its time is the listen's),
+        while the import saves each account's records together, one account after the
+        other, so that matching pairs them one-to-one as it did: this puts the first
+        sightings back where the backup had them.
+        """
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        changed = 0
+        with self.transaction():
+            for account, listened_at, artist, track in records:
+                account_id = self._account_id(account, create=False)
+                track_row = self.conn.execute("SELECT id FROM tracks WHERE key = ?", (
+                    name_key(artist) + SEP + name_key(track),)).fetchone()
+                if account_id is None or track_row is None:
+                    continue
+                found = self.conn.execute(queries.LATER_SIGHTING, (
+                    account_id, listened_at, track_row[0], after)).fetchone()
+                if found is None:
+                    continue
+                sighting, listen_id, remote_id, raw, seen_at = found
+                self.conn.execute("DELETE FROM sightings WHERE id = ?", (sighting,))
+                self.conn.execute(queries.DEMOTE_FIRST, (listen_id,))
+                self.conn.execute(queries.PROMOTE, (account_id, listened_at, remote_id, raw,
+                                                     seen_at, listen_id))
+                changed += 1
+        return changed
+
     def record_pushes(self, target: Account, listen_ids: Iterable[int]) -> None:
         """Remember that these listens were accepted by ``target`` (one transaction)."""
         now = int(time.time())

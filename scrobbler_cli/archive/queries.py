@@ -45,6 +45,28 @@ INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, 
 VALUES (?, ?, ?, ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
+# ``Archive.make_first``: an account's later sighting of a listen numbered above :after,
+# with the listen's own track and another time (the first sighting holds the time).
+LATER_SIGHTING = """
+SELECT s.id, s.listen_id, s.remote_id, s.raw, s.seen_at
+FROM sightings s JOIN listens l ON l.id = s.listen_id
+WHERE s.account_id = ? AND s.listened_at = ? AND s.track_id = ? AND s.listen_id > ?
+  AND l.track_id = s.track_id AND l.listened_at != s.listened_at
+  AND l.account_id IS NOT NULL
+"""
+
+# The listen's first sighting becomes a later one, and the later one (deleted first)
+# takes its place.
+DEMOTE_FIRST = """
+INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, raw, seen_at)
+SELECT id, account_id, listened_at, track_id, remote_id, raw, seen_at FROM listens
+WHERE id = ?
+"""
+PROMOTE = """
+UPDATE listens SET account_id = ?, listened_at = ?, remote_id = ?, raw = ?, seen_at = ?
+WHERE id = ?
+"""
+
 UPSERT_CURSOR = """
 INSERT INTO cursors (service, account, cursor, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (service, account) DO UPDATE SET cursor = max(cursor, excluded.cursor),
