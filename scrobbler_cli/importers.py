@@ -212,7 +212,12 @@ def _decode(line: bytes) -> tuple[Any, str]:
     try:
         return orjson.loads(line), line.decode()
     except orjson.JSONDecodeError as exc:  # orjson checks the UTF-8 too
-        return ValueError(f"not valid JSON ({exc.msg})"), line.decode(errors="replace")
+        text = line.decode(errors="replace")
+        try:
+            line.decode()
+        except UnicodeDecodeError as bad:  # (orjson calls it "surrogates not allowed")
+            return ValueError(f"not UTF-8 text (byte {bad.start + 1}: {bad.reason})"), text
+        return ValueError(f"not valid JSON ({exc.msg})"), text
 
 
 def _file_lines(path: Path) -> Iterator[Item]:
@@ -330,6 +335,10 @@ def check_input(path: str | Path, fmt: str = "auto") -> Path:
         raise UsageError(f"{path} is a directory; give the file to import")
     if not path.exists():
         raise UsageError(f"no such file: {path}")
+    if fmt == "scrob" and path.is_file() and zipfile.is_zipfile(path):
+        raise UsageError(f"{path} is a zip file, which scrob reads as a ListenBrainz export; "
+                         "--format scrob is for scrob's own NDJSON",
+                         hint="leave out --format, or use --format listenbrainz")
     return path
 
 
@@ -403,8 +412,10 @@ def _import(archive: Archive, path: Path, fmt: str,
         try:
             with open(path, "rb") as fh:
                 start = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
-            # a first line that is not UTF-8: not a text file (an MP3, a zip renamed)
-            codecs.getincrementaldecoder("utf-8")().decode(start.split(b"\n", 1)[0])
+            # a first line that is not UTF-8 is no text file (an MP3, a zip renamed),
+            # unless it starts as JSON does: then it is one bad line, reported as such
+            if start[:1] not in (b"{", b"["):
+                codecs.getincrementaldecoder("utf-8")().decode(start.split(b"\n", 1)[0])
         except OSError as exc:
             raise BadInput(f"cannot read {path}: {exc}") from None
         except UnicodeDecodeError as exc:

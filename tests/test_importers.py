@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -404,6 +405,47 @@ def test_a_line_that_is_not_utf8_is_skipped_with_its_number(tmp_path: Path) -> N
         report = import_file(archive, path, on_problem=lambda *p: problems.append(p))
         assert (report.invalid, archive.count()) == (1, 9)  # the lines after it kept
     assert problems[0][0] == "mixed.ndjson:5" and "UTF-8" in problems[0][1]
+
+
+@pytest.mark.parametrize("name", ["latin1.ndjson", "latin1.jsonl"])
+def test_a_first_line_that_is_not_utf8_is_one_bad_line_not_a_bad_file(
+        scrob, tmp_path: Path, name: str) -> None:
+    """A Latin-1 name on line 1 is skipped as it is on line 2; only a first line that
+    does not even start as JSON does (a binary file: see test_binary_file_exits_6)."""
+    path = tmp_path / name
+    if name.endswith(".ndjson"):
+        bad = b'{"listened_at":1700000000,"artist":"Caf\xe9","track":"T"}'
+        good = b'{"listened_at":1700000100,"artist":"B","track":"T"}'
+    else:
+        bad = (b'{"listened_at":1700000000,"track_metadata":{"artist_name":"Caf\xe9",'
+               b'"track_name":"T"}}')
+        good = (b'{"listened_at":1700000100,"track_metadata":{"artist_name":"B",'
+                b'"track_name":"T"}}')
+    path.write_bytes(bad + b"\n" + good + b"\n")
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert f"{name}:1: skipped: not UTF-8 text (byte " in result.err
+    assert "surrogates" not in result.err and "the valid ones were imported" in result.err
+    assert [r["artist"] for r in scrob("listens", "--json").ndjson()] == ["B"]  # type: ignore[index]
+
+
+def test_a_file_with_no_valid_record_says_nothing_was_imported(scrob, tmp_path: Path
+                                                               ) -> None:
+    path = tmp_path / "bad.ndjson"
+    path.write_text('{"listened_at": "x", "artist": "A", "track": "T"}\n', encoding="utf-8")
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert "none was valid, nothing was imported" in result.err
+    assert "the valid ones" not in result.err
+
+
+def test_format_scrob_refuses_a_zip(scrob, tmp_path: Path) -> None:
+    path = export_zip(tmp_path)
+    result = scrob("import", "--format", "scrob", str(path))
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "zip" in result.err and "--format listenbrainz" in result.err
+    assert not Path(os.environ["SCROB_DB"]).exists()  # a usage error makes no archive
+    assert scrob("import", "--format", "listenbrainz", str(path)).code == 0
 
 
 def test_json_suffix_with_one_listen_per_line(tmp_path: Path) -> None:

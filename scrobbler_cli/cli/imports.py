@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
                 f"{render.count(report.merged, 'matched listen')} already archived from "
                 f"another source, {report.duplicates:,} already imported")
         if report.invalid:
+            kept = ("the valid ones were imported" if report.records
+                    else "none was valid, nothing was imported")
             raise BadInput(f"{render.count(report.invalid, 'invalid record')} in {given} "
-                           f"{'was' if report.invalid == 1 else 'were'} skipped; the valid "
-                           "ones were imported")
+                           f"{'was' if report.invalid == 1 else 'were'} skipped; {kept}")
