@@ -26,7 +26,7 @@ from orjson import dumps
 from ..errors import ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
 from ..models import Account, Listen, SaveResult, SourceRecord
-from ..normalize import SEP, name_key
+from ..normalize import SEP, name_key, track_key
 from . import queries
 
 if TYPE_CHECKING:
@@ -709,8 +709,8 @@ class Archive:
         with self.transaction():
             for account, listened_at, artist, track in records:
                 account_id = self._account_id(account, create=False)
-                track_row = self.conn.execute("SELECT id FROM tracks WHERE key = ?", (
-                    name_key(artist) + SEP + name_key(track),)).fetchone()
+                track_row = self.conn.execute("SELECT id FROM tracks WHERE key = ?",
+                                              (track_key(artist, track),)).fetchone()
                 if account_id is None or track_row is None:
                     continue
                 found = self.conn.execute(queries.LATER_SIGHTING, (
