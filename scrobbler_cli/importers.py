@@ -516,18 +516,15 @@ def _import(archive: Archive, path: Path, fmt: str,
                     if on_progress and report.records % 10_000 == 0:
                         on_progress(report.records)
                     continue
-                if times:  # seen at other times by some: the play's time is another's
-                    first = next((a for a in accounts if a not in times), None)
-                    if first is not None:
-                        first_sightings.append((known.get(first) or known.setdefault(
-                            first, Account.parse(first)), record.listened_at, record.artist,
-                            record.track))
                 for acct in accounts or default_accounts:
                     # one batch per account, however its name is spelled (Last.fm names
                     # fold case): its records are saved together, in the file's order
                     account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
                     batch = pending.setdefault(account, [])
                     own = times.get(acct)  # that account's own time of the play, if it differs
+                    if times and own is None:  # others saw it at other times: this is first
+                        first_sightings.append((account, record.listened_at, record.artist,
+                                                record.track))
                     batch.append(record if own is None else replace(record, listened_at=own))
                     if len(batch) >= BATCH:
                         flush(account)
