@@ -36,6 +36,18 @@ def visible(text: object) -> str:
     return _CONTROL.sub(lambda m: _escape_char(m.group()), s.replace("\t", " ").replace("\n", " "))
 
 
+def when(ts: int, zinfo: Any = None) -> str:
+    """A listen's time for a table: ``YYYY-MM-DD HH:MM`` in ``zinfo`` (default: the
+    local zone), or the number itself for a time no calendar holds."""
+    from datetime import datetime, timezone
+
+    try:
+        dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # a remote service's impossible time
+        return str(ts)
+    return dt.astimezone(zinfo).strftime("%Y-%m-%d %H:%M")
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

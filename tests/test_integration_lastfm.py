@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -442,6 +443,9 @@ def test_dry_run_prints_and_sends_nothing(lastfm_env: FakeLastfm, scrob: Any) ->
     assert rows[0]["artist"] == "\x1b[31mRed\x1b[0m"  # data, exactly as archived
     table = scrob("export", "lastfm", "--dry-run")
     assert "\x1b" not in table.out and "\\x1b[31mRed" in table.out  # shown literally
+    for row in rows:  # the time each would be sent with, as a date (the tests' zone: UTC)
+        when = datetime.fromtimestamp(row["listened_at"], timezone.utc)
+        assert when.strftime("%Y-%m-%d %H:%M") in table.out
     assert lastfm_env.request_log == []
 
 

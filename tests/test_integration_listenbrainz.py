@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -535,6 +536,12 @@ def test_dry_run_json_is_ndjson_of_what_would_be_sent(
     assert all(set(i) == {"listened_at", "artist", "track", "album", "payload"} for i in items)
     meta = items[0]["payload"]["track_metadata"]
     assert meta["artist_name"] == "Artist 0" and meta["additional_info"]["duration"] == 180
+    table = scrob_proc("export", "listenbrainz", "--dry-run")
+    assert table.code == 0, table.err
+    for item in items:  # dates, as ``scrob listens`` shows them (the tests' zone is UTC)
+        when = datetime.fromtimestamp(item["listened_at"], timezone.utc)
+        assert when.strftime("%Y-%m-%d %H:%M") in table.out
+        assert str(item["listened_at"]) not in table.out
     assert not lb.request_log
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +34,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
     if start is not None and end is not None and end <= start:
         raise UsageError("--until must be after --since")
     cfg = service_config(service, user)
-    items: list[dict[str, object]] = []
+    items: list[dict[str, Any]] = []
 
     def on_item(item: dict[str, object]) -> None:
         if json_:
@@ -63,8 +63,9 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
                 render.message(_summary(failed, dry_run))
         raise
     if dry_run and not json_:
-        render.table(f"would send to {service} {cfg.user}", ["listened_at", "artist", "track"],
-                     ([i.get("listened_at"), i.get("artist"), i.get("track")] for i in items))
+        render.table(f"would send to {service} {cfg.user}", ["when", "artist", "track", "album"],
+                     ([render.when(i["listened_at"]), i["artist"], i["track"], i["album"] or ""]
+                      for i in items))
     if json_ and not dry_run:
         render.write_json(report.as_json())
     elif not st.quiet:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
@@ -80,17 +79,9 @@ def register(app: typer.Typer) -> None:
                 shown = list(rows)
                 more = capped and len(shown) > TABLE_LIMIT
                 render.table(None, ["when", "artist", "track", "album", "sources"], (
-                    [_when(r.listened_at, zinfo), r.artist, r.track, r.album or "",
+                    [render.when(r.listened_at, zinfo), r.artist, r.track, r.album or "",
                      ", ".join(r.sources)] for r in shown[:TABLE_LIMIT]))
                 if more and not state().quiet:
                     render.warn(f"showing {TABLE_LIMIT} listens; use --limit N for more, "
                                 "or --json / --format csv for all")
 
-
-def _when(ts: int, zinfo: object) -> str:
-    try:
-        dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):  # a remote service's impossible time
-        return str(ts)
-    local = dt.astimezone(zinfo) if zinfo is not None else dt.astimezone()  # type: ignore[arg-type]
-    return local.strftime("%Y-%m-%d %H:%M")
