@@ -98,6 +98,45 @@ def test_same_play_on_two_sources_90s_apart_is_one_listen(archive: Archive) -> N
     assert archive.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
 
 
+REC_MBID = "a4c5a4fa-5b3e-4c5f-9a5f-2b8a1c3e1d11"
+REL_MBID = "b1a5c2d3-1111-4e2f-8a9b-0c1d2e3f4a5b"
+ART_MBID = "a74b1b7f-71a5-4011-9441-d0b5e4122711"
+
+
+def test_a_later_sighting_fills_in_what_the_listen_lacks(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T, album="In Rainbows")])  # no duration, no MBIDs
+    archive.save_records(LB, [rec(T + 90, "RADIOHEAD", "reckoner", album="In Rainbows (LP)",
+                                  duration=290, recording_mbid=REC_MBID,
+                                  release_mbid=REL_MBID, artist_mbids=(ART_MBID,))])
+    [listen] = archive.listens()
+    assert (listen.duration, listen.recording_mbid, listen.release_mbid,
+            listen.artist_mbids) == (290, REC_MBID, REL_MBID, (ART_MBID,))
+    # the names and the time stay the first sighting's, and so do the name counts
+    assert (listen.listened_at, listen.artist, listen.track, listen.album) == (
+        T, "Radiohead", "Reckoner", "In Rainbows")
+    archive.fold_counts()
+    assert archive.conn.execute("SELECT name, listens FROM albums WHERE listens").fetchall() == [
+        ("In Rainbows", 1)]
+
+
+def test_a_later_sighting_never_overwrites_what_the_listen_has(archive: Archive) -> None:
+    archive.save_records(LB, [rec(T, duration=290, recording_mbid=REC_MBID)])
+    other = "0f0e0d0c-0b0a-4909-8807-060504030201"
+    archive.save_records(LASTFM, [rec(T + 30, duration=291, recording_mbid=other,
+                                      release_mbid=REL_MBID)])
+    [listen] = archive.listens()
+    assert (listen.duration, listen.recording_mbid, listen.release_mbid) == (
+        290, REC_MBID, REL_MBID)  # only the missing release MBID came from Last.fm
+
+
+def test_a_same_source_repeat_fills_in_nothing(archive: Archive) -> None:
+    archive.save_records(LB, [rec(T)])
+    saved = archive.save_records(LB, [rec(T, duration=290, recording_mbid=REC_MBID)])
+    assert saved.duplicates == 1
+    [listen] = archive.listens()
+    assert (listen.duration, listen.recording_mbid) == (None, None)
+
+
 def test_order_of_sources_does_not_matter(tmp_path: Path) -> None:
     results = []
     for order in ((LASTFM, LB), (LB, LASTFM)):

@@ -278,8 +278,10 @@ class Archive:
 
         Same-source repeats are counted as duplicates; a record matching a listen another
         source already has (same track or recording MBID, within the tolerance, nearest
-        in time, one-to-one) is attached to it; anything else is a new listen. The cursor
-        only moves forward. Inside ``transaction()`` this is part of its transaction.
+        in time, one-to-one) is attached to it, and fills in the duration and MusicBrainz
+        ids the listen lacks (its names stay the first sighting's); anything else is a new
+        listen. The cursor only moves forward. Inside ``transaction()`` this is part of
+        its transaction.
         """
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
@@ -480,6 +482,7 @@ class Archive:
             return
         new_listens: list[tuple[Any, ...]] = []
         new_sightings: list[tuple[Any, ...]] = []
+        fills: list[tuple[Any, ...]] = []
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
         matched: dict[int, Candidate] = {}
@@ -504,6 +507,8 @@ class Archive:
             if match is not None:  # another account's listen: this is a later sighting
                 new_sightings.append((match.listen_id, account_id, row[0], row[11],
                                       row[8], row[9], now))
+                if row[4] != "" or row[5] or row[6] or row[7]:  # what it may fill in
+                    fills.append((*row[4:8], match.listen_id))
                 continue
             # A new listen is this source's own, and carries its sighting: no other record
             # of the batch (all from this source) may match it, so it never joins the
@@ -515,6 +520,8 @@ class Archive:
             self._insert_listens(insert, new_listens)
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
+        if fills:
+            conn.executemany(queries.FILL_LISTEN, fills)
 
     def _insert_listens(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert new listens (SQLite numbers them on from the largest id: one after

@@ -45,6 +45,17 @@ INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, 
 VALUES (?, ?, ?, ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
+# A later sighting fills in what the listen's own sighting did not say: its duration and
+# MusicBrainz ids (the names, and so the name counts, stay the first sighting's).
+FILL_LISTEN = """
+UPDATE listens SET duration = coalesce(duration, NULLIF(?, '')),
+                   recording_mbid = coalesce(recording_mbid, NULLIF(?, '')),
+                   release_mbid = coalesce(release_mbid, NULLIF(?, '')),
+                   artist_mbids = coalesce(artist_mbids, NULLIF(?, ''))
+WHERE id = ? AND (duration IS NULL OR recording_mbid IS NULL OR release_mbid IS NULL
+                  OR artist_mbids IS NULL)
+"""
+
 # ``Archive.make_first``: an account's later sighting of a listen numbered above :after,
 # with the listen's own track and another time (the first sighting holds the time).
 LATER_SIGHTING = """
