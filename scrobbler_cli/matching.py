@@ -17,11 +17,13 @@ DEFAULT_TOLERANCE = 300
 @dataclass(slots=True)
 class Candidate:
     """An archived listen near a new record; ``taken`` when the record's own source
-    already has it (so it cannot match a second record from that source)."""
+    already has it (so it cannot match a second record from that source). ``lacks``:
+    the fields a record it matches may fill in (the archive's bits, 0 for none)."""
 
     listen_id: int
     listened_at: int
     taken: bool = False
+    lacks: int = 0
 
 
 @dataclass(slots=True)

@@ -153,6 +153,24 @@ def test_delta_sync_picks_up_back_dated_listens(
     assert "0 new" in text.err
 
 
+def test_a_delta_sync_keeps_the_mbids_the_server_mapped_since(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    start = int(time.time()) - 3 * DAY
+    lb.add_listens("Alice", [(start + i * 600, "A", f"T{i}") for i in range(5)])
+    assert scrob_proc("sync", "listenbrainz").code == 0
+    recording = "a4c5a4fa-5b3e-4c5f-9a5f-2b8a1c3e1d11"
+    release = "b1a5c2d3-1111-4e2f-8a9b-0c1d2e3f4a5b"
+    mapped = start + 2 * 600
+    assert lb.map_listens("Alice", mapped, {"recording_mbid": recording,
+                                            "release_mbid": release}) == 1
+    result = scrob_proc("sync", "listenbrainz", "--json")  # its lookback reads them again
+    (report,) = result.ndjson()
+    assert (report["new"], report["duplicates"]) == (0, 5)
+    rows = {r["listened_at"]: r for r in scrob_proc("listens", "--json").ndjson()}
+    assert (rows[mapped]["recording_mbid"], rows[mapped]["release_mbid"]) == (recording, release)
+    assert [t for t, r in rows.items() if r["recording_mbid"]] == [mapped]
+
+
 def test_sync_with_server_faults_still_equals_the_server(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
     lb.add_listens("Alice", [(T0 + i // 2, "A", f"T{i}") for i in range(3500)])

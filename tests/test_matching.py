@@ -129,12 +129,32 @@ def test_a_later_sighting_never_overwrites_what_the_listen_has(archive: Archive)
         290, REC_MBID, REL_MBID)  # only the missing release MBID came from Last.fm
 
 
-def test_a_same_source_repeat_fills_in_nothing(archive: Archive) -> None:
-    archive.save_records(LB, [rec(T)])
-    saved = archive.save_records(LB, [rec(T, duration=290, recording_mbid=REC_MBID)])
-    assert saved.duplicates == 1
+def test_a_repeat_fills_in_what_the_service_added_since(archive: Archive) -> None:
+    # ListenBrainz maps a listen to MusicBrainz some time after it was submitted: a
+    # lookback reads it again with the MBIDs the first read did not have
+    archive.save_records(LB, [rec(T, duration=290), rec(T + 400, track="Nude")])
+    saved = archive.save_records(LB, [rec(T, duration=300, recording_mbid=REC_MBID),
+                                      rec(T + 400, track="Nude")])
+    assert (saved.new, saved.duplicates) == (0, 2)
+    first, second = archive.listens(newest_first=False)
+    assert (first.duration, first.recording_mbid) == (290, REC_MBID)
+    assert (second.duration, second.recording_mbid) == (None, None)
+
+
+def test_a_repeat_of_a_later_sighting_fills_in_its_listen(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T)])
+    archive.save_records(LB, [rec(T + 60)])
+    saved = archive.save_records(LB, [rec(T + 60, release_mbid=REL_MBID)])
+    assert (saved.duplicates, saved.merged) == (1, 0)
     [listen] = archive.listens()
-    assert (listen.duration, listen.recording_mbid) == (None, None)
+    assert listen.release_mbid == REL_MBID and listen.accounts == BOTH
+
+
+def test_a_repeat_that_adds_nothing_writes_nothing(archive: Archive) -> None:
+    archive.save_records(LB, [rec(T, duration=290)])  # lacks MBIDs, and so does the repeat
+    before = archive.conn.total_changes
+    archive.save_records(LB, [rec(T, duration=300)])
+    assert archive.conn.total_changes == before  # the row is not rewritten
 
 
 def test_order_of_sources_does_not_matter(tmp_path: Path) -> None:

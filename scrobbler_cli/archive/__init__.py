@@ -278,10 +278,10 @@ class Archive:
 
         Same-source repeats are counted as duplicates; a record matching a listen another
         source already has (same track or recording MBID, within the tolerance, nearest
-        in time, one-to-one) is attached to it, and fills in the duration and MusicBrainz
-        ids the listen lacks (its names stay the first sighting's); anything else is a new
-        listen. The cursor only moves forward. Inside ``transaction()`` this is part of
-        its transaction.
+        in time, one-to-one) is attached to it; anything else is a new listen. A repeat
+        or an attached record fills in the duration and MusicBrainz ids its listen lacks
+        (the names stay the first sighting's). The cursor only moves forward. Inside
+        ``transaction()`` this is part of its transaction.
         """
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
@@ -466,12 +466,15 @@ class Archive:
         account_id = self._account_id(account)
         assert account_id is not None  # created if new
         near = {"lo": lo, "hi": hi, "account_id": account_id}
-        seen: set[tuple[int, int]] = set(conn.execute(queries.SAME_SOURCE, near))
+        mine = conn.execute(queries.SAME_SOURCE, near).fetchall()
+        seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _ in mine}
+        # those of them whose listen lacks what a repeat may say (``_fills``)
+        lacking = {(t, tid): (lid, bits) for t, tid, lid, bits in mine if bits}
         # Other accounts' listens near the batch that this account has no record of yet:
         # the only ones a record may join (a single-source sync finds none at all).
         index = CandidateIndex()
-        for lid, t, tid, mbid in conn.execute(queries.CANDIDATES, near):
-            index.add(Candidate(lid, t), tid, mbid)
+        for lid, t, tid, mbid, lacks in conn.execute(queries.CANDIDATES, near):
+            index.add(Candidate(lid, t, False, lacks), tid, mbid)
         now = int(time.time())
         insert = queries.INSERT_LISTEN.format(account_id=account_id, seen_at=now)
         if not seen and not index and len(set(map(_IDENTITY, batch))) == len(batch):
@@ -501,13 +504,15 @@ class Archive:
             ident = (row[0], row[11])
             if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
+                if lacking and (lack := lacking.get(ident)) and _fills(row, lack[1]):
+                    fills.append((*row[4:8], lack[0]))
                 continue
             seen.add(ident)
             match = matched.get(idx) if matched else None
             if match is not None:  # another account's listen: this is a later sighting
                 new_sightings.append((match.listen_id, account_id, row[0], row[11],
                                       row[8], row[9], now))
-                if row[4] != "" or row[5] or row[6] or row[7]:  # what it may fill in
+                if _fills(row, match.lacks):
                     fills.append((*row[4:8], match.listen_id))
                 continue
             # A new listen is this source's own, and carries its sighting: no other record
@@ -912,6 +917,13 @@ def _source_filter(source: str | None) -> dict[str, str | None]:
         return {"source": None, "source_account": None}
     service, _, account = source.partition(":")
     return {"source": service, "source_account": account or None}
+
+
+def _fills(row: tuple[Any, ...], lacks: int) -> bool:
+    """Whether a row (``plan_rows``) has a field its listen lacks (``lacks``: the bits of
+    ``queries.SAME_SOURCE``): duration, recording, release or artist MBIDs."""
+    return bool(lacks & 1 and row[4] != "" or lacks & 2 and row[5] or lacks & 4 and row[6]
+                or lacks & 8 and row[7])
 
 
 def _windows(batch: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:

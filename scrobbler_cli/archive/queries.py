@@ -8,7 +8,9 @@ from __future__ import annotations
 # Listens of other accounts near a batch that the saving account has no record of: the
 # ones its records may join (archive.md, one-to-one matching).
 CANDIDATES = """
-SELECT l.id, l.listened_at, l.track_id, l.recording_mbid
+SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
+       (l.duration IS NULL) | ((l.recording_mbid IS NULL) << 1)
+       | ((l.release_mbid IS NULL) << 2) | ((l.artist_mbids IS NULL) << 3)
 FROM listens l
 WHERE l.listened_at BETWEEN :lo AND :hi
   AND l.account_id IS NOT :account_id
@@ -17,13 +19,21 @@ WHERE l.listened_at BETWEEN :lo AND :hi
 ORDER BY l.listened_at, l.id
 """
 
-# The (own time, track) of every record the account has near a batch.
+# The (own time, track) of every record the account has near a batch, its listen's id,
+# and which of the fields FILL_LISTEN fills in that listen lacks (bits 1, 2, 4, 8:
+# duration, recording, release and artist MBIDs).
 SAME_SOURCE = """
-SELECT listened_at, track_id FROM listens
+SELECT listened_at, track_id, id,
+       (duration IS NULL) | ((recording_mbid IS NULL) << 1) | ((release_mbid IS NULL) << 2)
+       | ((artist_mbids IS NULL) << 3)
+FROM listens
 WHERE listened_at BETWEEN :lo AND :hi AND account_id = :account_id
 UNION ALL
-SELECT listened_at, track_id FROM sightings
-WHERE account_id = :account_id AND listened_at BETWEEN :lo AND :hi
+SELECT s.listened_at, s.track_id, l.id,
+       (l.duration IS NULL) | ((l.recording_mbid IS NULL) << 1)
+       | ((l.release_mbid IS NULL) << 2) | ((l.artist_mbids IS NULL) << 3)
+FROM sightings s JOIN listens l ON l.id = s.listen_id
+WHERE s.account_id = :account_id AND s.listened_at BETWEEN :lo AND :hi
 """
 
 # Rows come as ``Archive.plan_rows`` makes them, saved as they are: '' (0 for
@@ -45,15 +55,17 @@ INSERT INTO sightings (listen_id, account_id, listened_at, track_id, remote_id, 
 VALUES (?, ?, ?, ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
-# A later sighting fills in what the listen's own sighting did not say: its duration and
-# MusicBrainz ids (the names, and so the name counts, stay the first sighting's).
+# A later sighting, or the same one read again (ListenBrainz adds a listen's MBIDs some
+# time after it was submitted), fills in what the listen did not say yet: its duration
+# and MusicBrainz ids (the names, and so the name counts, stay the first sighting's).
+# Only a row with a field its listen lacks is sent (``_fills``): the others would not
+# change it.
 FILL_LISTEN = """
 UPDATE listens SET duration = coalesce(duration, NULLIF(?, '')),
                    recording_mbid = coalesce(recording_mbid, NULLIF(?, '')),
                    release_mbid = coalesce(release_mbid, NULLIF(?, '')),
                    artist_mbids = coalesce(artist_mbids, NULLIF(?, ''))
-WHERE id = ? AND (duration IS NULL OR recording_mbid IS NULL OR release_mbid IS NULL
-                  OR artist_mbids IS NULL)
+WHERE id = ?
 """
 
 # ``Archive.make_first``: an account's later sighting of a listen numbered above :after,

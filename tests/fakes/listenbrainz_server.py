@@ -303,6 +303,17 @@ class FakeListenBrainz:
             target.settle()
             return [copy.deepcopy(target.rows[k]) for k in reversed(target.keys)]
 
+    def map_listens(self, user: str, listened_at: int, mapping: Mapping[str, Any]) -> int:
+        """What the server's MBID mapper does some time after a submission: give the
+        user's listens at ``listened_at`` this ``mbid_mapping``. Returns how many."""
+        with self._lock:
+            target = self._user(user)
+            keys = [k for k in target.rows if k[0] == listened_at]
+            for key in keys:
+                target.rows[key]["track_metadata"]["mbid_mapping"] = dict(mapping)
+                target.encoded.pop(key, None)
+            return len(keys)
+
     def set_playing_now(self, user: str, track_metadata: Mapping[str, Any],
                         duration: float = PLAYING_NOW_MAX_DURATION) -> None:
         with self._lock:
