@@ -90,6 +90,13 @@ class NotFound(ServiceError):
     pass
 
 
+class UnknownUser(NotFound, UsageError):
+    """The service has no such user: a wrong ``--user`` or setting, which the next run
+    will not fix (exit 2, not a service failure's 4)."""
+
+    exit_code = 2
+
+
 class AuthRejected(ServiceError, CredentialsError):
     """The service rejected our credentials (bad token, bad key, revoked session)."""
 

@@ -21,9 +21,9 @@ from scrobbler_cli.engines import lastfm as engine
 from scrobbler_cli.errors import (
     AuthRejected,
     CredentialsError,
-    NotFound,
     ServiceError,
     ServiceUnavailable,
+    UnknownUser,
 )
 from scrobbler_cli.export import ExportOptions
 from scrobbler_cli.models import Account, Listen, Progress, ServiceConfig, SourceRecord
@@ -570,9 +570,9 @@ def test_private_profile_needs_its_session_key(fake: FakeLastfm, archive: Archiv
 
 
 def test_unknown_user_bad_key_and_missing_key(fake: FakeLastfm, archive: Archive) -> None:
-    with pytest.raises(NotFound) as caught:
+    with pytest.raises(UnknownUser) as caught:
         sync(archive, config(fake, "nobody"))
-    assert caught.value.exit_code == 4
+    assert caught.value.exit_code == 2
     bad = ServiceConfig(service="lastfm", api_url=fake.url, user="alice",
                         api_key="f" * 32, rate=1000)
     with pytest.raises(AuthRejected) as rejected:

@@ -254,10 +254,11 @@ def test_any_public_profile_with_user(lastfm_env: FakeLastfm, scrob: Any) -> Non
     assert accounts == ["lastfm:bob"]
 
 
-def test_unknown_user_exits_4_and_bad_key_exits_3(lastfm_env: FakeLastfm, scrob: Any,
+def test_unknown_user_exits_2_and_bad_key_exits_3(lastfm_env: FakeLastfm, scrob: Any,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     result = scrob("sync", "lastfm", "--user", "nobody-here")
-    assert result.code == 4 and "user not found" in result.err.lower()
+    assert result.code == 2 and "user not found" in result.err.lower()
+    assert "--user" in result.err  # the hint says what to check
     assert result.err.count("\n") == 1
     monkeypatch.setenv("SCROB_LASTFM_API_KEY", "0" * 32)
     result = scrob("sync", "lastfm", "--json")

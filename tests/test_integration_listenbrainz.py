@@ -263,14 +263,14 @@ def test_sync_all_continues_past_a_failing_account(
         monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
         monkeypatch.setenv("SCROB_LASTFM_USER", "bob")
         monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
-        monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # unknown: HTTP 404
+        monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "nobody")  # unknown: HTTP 404, exit 2
         result = scrob_proc("sync", "all", "--json")
         # a failing account still reports the cursor the archive holds for it
         monkeypatch.setenv("SCROB_LASTFM_API_KEY", "f" * 32)  # rejected: no retries
         again = {r["service"]: r for r in scrob_proc("sync", "all", "--json").ndjson()}
     assert "error" in again["lastfm"]
     assert again["lastfm"]["cursor"] == cursor_of(db, "lastfm", "bob") is not None
-    assert result.code == 4
+    assert result.code == 2  # a wrong user name: the next run will not fix it
     reports = {r["service"]: r for r in result.ndjson()}
     assert reports["lastfm"]["new"] == 30 and "error" not in reports["lastfm"]
     assert "nobody" in reports["listenbrainz"]["error"]
@@ -314,6 +314,7 @@ def test_sync_all_reports_what_a_failing_account_saved_before_it_failed(
     # on a terminal too, the failing account's line says what it read before failing
     pages[0] = 0
     with FakeLastfm() as fm:
+        fm.add_user("bob")
         monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
         text = scrob("sync", "all")
     assert text.code == 4

@@ -18,6 +18,7 @@ from scrobbler_cli.errors import (
     NotFound,
     ServiceError,
     ServiceUnavailable,
+    UnknownUser,
     redact,
 )
 from scrobbler_cli.models import SourceRecord
@@ -248,8 +249,8 @@ def test_parse_scrobble_without_per_item_detail() -> None:
     ({"error": 26, "message": "Suspended API key"}, 403, AuthRejected, 26),
     (load("error_14_unauthorized_token.json"), 403, AuthPending, 14),
     (load("error_15_token_expired.json"), 403, AuthRejected, 15),
-    (load("error_6_user_not_found.json"), 404, NotFound, 6),
-    (load("error_6_user_not_found.json"), 200, NotFound, 6),
+    (load("error_6_user_not_found.json"), 404, UnknownUser, 6),
+    (load("error_6_user_not_found.json"), 200, UnknownUser, 6),
     (load("error_17_private.json"), 403, PrivateProfile, 17),
     (None, 404, NotFound, None),
 ])

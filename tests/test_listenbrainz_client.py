@@ -20,6 +20,7 @@ from scrobbler_cli.errors import (
     NotFound,
     ServiceError,
     ServiceUnavailable,
+    UnknownUser,
 )
 from scrobbler_cli.models import SourceRecord
 from scrobbler_cli.services.http import Http, make_client
@@ -688,12 +689,24 @@ def test_401_is_auth_rejected(router: respx.MockRouter, t: FakeTime) -> None:
     assert t.sleeps == []  # never retried
 
 
-def test_404_on_user_url_is_not_found(router: respx.MockRouter, t: FakeTime) -> None:
+def test_404_on_user_url_is_an_unknown_user(router: respx.MockRouter, t: FakeTime) -> None:
     router.get(f"{ROOT}/1/user/nobody_here/listens").respond(
         404, json=fixture("error_404_user.json"))
-    with pytest.raises(NotFound) as info:
+    with pytest.raises(UnknownUser) as info:
         make(t).listens("nobody_here")
     assert "nobody_here" in str(info.value) and t.sleeps == []
+    assert info.value.exit_code == 2  # a wrong name: the next run will not fix it
+    assert "--user" in str(info.value)
+
+
+def test_other_404_on_user_url_may_be_a_wrong_root(router: respx.MockRouter,
+                                                    t: FakeTime) -> None:
+    # a server that is not ListenBrainz at that root: not the server's "no such user"
+    router.get(f"{ROOT}/1/user/alice/listen-count").respond(404, text="<html>nope</html>")
+    with pytest.raises(NotFound) as info:
+        make(t).listen_count("alice")
+    assert not isinstance(info.value, UnknownUser) and info.value.exit_code == 4
+    assert "SCROB_LISTENBRAINZ_API_URL" in str(info.value) and "--user" in str(info.value)
 
 
 def test_404_elsewhere_points_at_the_api_root(router: respx.MockRouter, t: FakeTime) -> None:

@@ -415,7 +415,7 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
 
     Each page is committed with its bound as the cursor (only when the window leaves no
     gap behind it); the cursor ends at the moment the sync started, and only once every
-    page before it is in. Raises NotFound (exit 4) for an unknown user, AuthRejected
+    page before it is in. Raises UnknownUser (exit 2) for an unknown user, AuthRejected
     (exit 3) for a rejected key or a private profile without its session key, and
     ServiceUnavailable (exit 4) when Last.fm keeps failing after the retries.
     """

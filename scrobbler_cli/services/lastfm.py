@@ -26,6 +26,7 @@ from scrobbler_cli.errors import (
     NotFound,
     ServiceError,
     ServiceUnavailable,
+    UnknownUser,
     redact,
     register_secret,
 )
@@ -290,7 +291,7 @@ def check_error(payload: Any, status: int, *, retry_after: float | None = None,
         raise AuthRejected(f"Last.fm rejected the credentials ({detail})",
                            hint=_AUTH_HINTS[code], **fields)
     if code == 6 and (status == 404 or "not found" in said.lower()):
-        raise NotFound(f"Last.fm user not found ({detail})",
+        raise UnknownUser(f"Last.fm user not found ({detail})",
                        hint="check the user name: --user, SCROB_LASTFM_USER or "
                             "`scrob auth lastfm`",
                        **fields)

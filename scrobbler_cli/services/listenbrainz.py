@@ -35,6 +35,7 @@ from scrobbler_cli.errors import (
     NotFound,
     ServiceError,
     ServiceUnavailable,
+    UnknownUser,
     redact,
     register_secret,
 )
@@ -78,6 +79,7 @@ __all__ = [
 SERVICE = "listenbrainz"
 DEFAULT_API_ROOT = "https://api.listenbrainz.org"
 TOKEN_HINT = "run `scrob auth listenbrainz` again or check SCROB_LISTENBRAINZ_TOKEN"
+USER_HINT = "check the user name: --user, SCROB_LISTENBRAINZ_USER or `scrob auth listenbrainz`"
 SUBMISSION_CLIENT = "scrob"
 
 #: Server limits (api-notes A1, A2).
@@ -772,9 +774,14 @@ class ListenBrainzClient:
                     service=SERVICE, status=status, hint=TOKEN_HINT,
                 )
             if status == 404 and user is not None:
-                raise NotFound(f"ListenBrainz has no user {user!r}", service=SERVICE, status=404,
-                               hint="check the user name: --user, SCROB_LISTENBRAINZ_USER or "
-                                    "`scrob auth listenbrainz`")
+                message, _ = _error_body(response)
+                if "cannot find user" in (message or "").lower():  # the server's words
+                    raise UnknownUser(f"ListenBrainz has no user {user!r}", service=SERVICE,
+                                      status=404, hint=USER_HINT)
+                # not the server's answer for a user: a wrong root as likely as a wrong name
+                raise NotFound(f"ListenBrainz answered HTTP 404 to {what}"
+                               + (f": {message}" if message else ""), service=SERVICE,
+                               status=404, hint=f"{USER_HINT}; check SCROB_LISTENBRAINZ_API_URL")
             if status == 400 and submit:
                 message, body = _error_body(response)
                 listen: dict[str, Any] = {
