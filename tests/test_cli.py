@@ -236,7 +236,15 @@ def test_listens_source_filter(scrob, db: Path) -> None:
         "Jóga", "Reckoner"]
     assert tracks(scrob("listens", "--json", "--source", "lastfm:alice")) == [
         "Roads", "Song 2", "Nude", "Reckoner"]
-    assert tracks(scrob("listens", "--json", "--source", "lastfm:bob")) == []
+    # an account it has nothing from: an empty answer, and a warning naming the ones it has
+    nobody = scrob("listens", "--json", "--source", "lastfm:bob")
+    assert (nobody.code, tracks(nobody)) == (0, [])
+    assert nobody.err == ("scrob: no listens in the archive came from lastfm:bob"
+                          " (its lastfm accounts: alice)\n")
+    assert "(its import accounts: old.jsonl)" in scrob(
+        "listens", "--json", "--source", "import:x").err
+    assert scrob("--quiet", "listens", "--json", "--source", "lastfm:bob").err == ""
+    assert scrob("listens", "--json", "--source", "lastfm:alice").err == ""
     assert tracks(scrob("listens", "--json", "--source", "import")) == ["Beetlebum"]
     # spelled as the service spells it: the service and a Last.fm name ignore case
     assert tracks(scrob("listens", "--json", "--source", "LastFM:Alice")) == [

@@ -58,19 +58,28 @@ def own_accounts(target: ServiceConfig) -> tuple[Account, ...]:
 def check_source(archive: Archive, source: str | None) -> None:
     """A ``--source`` of a service scrob does not sync must be one the archive holds
     listens from (an import's ``spotify:bob``): otherwise it is a typo, which would
-    match nothing without a word. Usage error, exit 2."""
+    match nothing without a word. Usage error, exit 2. An account the archive has no
+    listens from is only warned about (it may not be synced yet), naming the ones it has.
+    """
+    from .. import render
     from ..errors import UsageError
     from .options import SOURCE_SERVICES
 
-    service = (source or "").partition(":")[0]
-    if not service or service in SOURCE_SERVICES:
+    service, _, name = (source or "").partition(":")
+    if not service:
         return
-    held = sorted({a.service for a in archive.known_accounts()} - set(SOURCE_SERVICES))
-    if service not in held:
-        raise UsageError(
-            f"unknown service {service!r} in --source: no listens in the archive came "
-            "from it",
-            hint=f"use {', '.join((*SOURCE_SERVICES, *held))}, optionally with :ACCOUNT")
+    known = archive.known_accounts()
+    if service not in SOURCE_SERVICES:
+        held = sorted({a.service for a in known} - set(SOURCE_SERVICES))
+        if service not in held:
+            raise UsageError(
+                f"unknown service {service!r} in --source: no listens in the archive came "
+                "from it",
+                hint=f"use {', '.join((*SOURCE_SERVICES, *held))}, optionally with :ACCOUNT")
+    if name and not any(a.service == service and a.name == name for a in known):
+        names = [a.name for a in known if a.service == service]
+        render.warn(f"no listens in the archive came from {source}"
+                    + (f" (its {service} accounts: {', '.join(names)})" if names else ""))
 
 
 def configured_services() -> list[str]:
