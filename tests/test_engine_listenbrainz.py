@@ -491,6 +491,28 @@ def test_export_sends_the_same_bytes_for_a_listen_every_time(fake: FakeListenBra
     assert submits(fake)[0].body == import_body([item["payload"] for item in dry])
 
 
+def test_a_listen_resent_after_another_sighting_is_still_one_on_the_server(
+        fake: FakeListenBrainz, archive: Archive) -> None:
+    """A run killed after the server took a batch, before the push was recorded, sends it
+    again: what another account said of those plays since must not make them new
+    listens there (ListenBrainz tells listens apart by names, release and duration)."""
+    start = NOW - 3 * DAY
+    seed(archive, [rec(start + i * 600, track=f"T{i}") for i in range(3)])  # no duration
+    assert engine.export(archive, cfg(fake), ExportOptions()).submitted == 3
+    with archive.transaction():
+        archive.conn.execute("DELETE FROM pushes")  # the push the killed run never recorded
+    seed(archive, [rec(start + i * 600 + 30, track=f"T{i}", duration=215,
+                       recording_mbid=f"00000000-0000-4000-8000-00000000000{i}")
+                   for i in range(3)], Account("player", "me"))
+    again = engine.export(archive, cfg(fake), ExportOptions())
+    assert again.submitted == 3
+    assert len(fake.listens("alice")) == 3  # each play once
+    sent = [p["track_metadata"] for p in json.loads(submits(fake)[-1].body)["payload"]]
+    assert all("duration" not in m["additional_info"] for m in sent)
+    assert [m["additional_info"]["recording_mbid"] for m in sent] == [
+        f"00000000-0000-4000-8000-00000000000{i}" for i in range(3)]  # what it learnt
+
+
 def test_dry_run_sends_nothing_and_shows_each_payload(fake: FakeListenBrainz,
                                                       archive: Archive) -> None:
     seed(archive, history(5) + [rec(1000, "Too", "Old")])

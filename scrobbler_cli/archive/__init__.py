@@ -279,8 +279,8 @@ class Archive:
         Same-source repeats are counted as duplicates; a record matching a listen another
         source already has (same track or recording MBID, within the tolerance, nearest
         in time, one-to-one) is attached to it; anything else is a new listen. A repeat
-        or an attached record fills in the duration and MusicBrainz ids its listen lacks
-        (the names stay the first sighting's). The cursor only moves forward. Inside
+        or an attached record fills in the MusicBrainz ids its listen lacks (nothing else:
+        see ``queries.FILL_LISTEN``). The cursor only moves forward. Inside
         ``transaction()`` this is part of its transaction.
         """
         if self.readonly:
@@ -505,7 +505,7 @@ class Archive:
             if ident in seen:  # this source reported this listen before
                 result.duplicates += 1
                 if lacking and (lack := lacking.get(ident)) and _fills(row, lack[1]):
-                    fills.append((*row[4:8], lack[0]))
+                    fills.append((*row[5:8], lack[0]))
                 continue
             seen.add(ident)
             match = matched.get(idx) if matched else None
@@ -513,7 +513,7 @@ class Archive:
                 new_sightings.append((match.listen_id, account_id, row[0], row[11],
                                       row[8], row[9], now))
                 if _fills(row, match.lacks):
-                    fills.append((*row[4:8], match.listen_id))
+                    fills.append((*row[5:8], match.listen_id))
                 continue
             # A new listen is this source's own, and carries its sighting: no other record
             # of the batch (all from this source) may match it, so it never joins the
@@ -920,10 +920,9 @@ def _source_filter(source: str | None) -> dict[str, str | None]:
 
 
 def _fills(row: tuple[Any, ...], lacks: int) -> bool:
-    """Whether a row (``plan_rows``) has a field its listen lacks (``lacks``: the bits of
-    ``queries.SAME_SOURCE``): duration, recording, release or artist MBIDs."""
-    return bool(lacks & 1 and row[4] != "" or lacks & 2 and row[5] or lacks & 4 and row[6]
-                or lacks & 8 and row[7])
+    """Whether a row (``plan_rows``) has an MBID its listen lacks (``lacks``: the bits of
+    ``queries.SAME_SOURCE``): recording, release or artists."""
+    return bool(lacks & 1 and row[5] or lacks & 2 and row[6] or lacks & 4 and row[7])
 
 
 def _windows(batch: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 # ones its records may join (archive.md, one-to-one matching).
 CANDIDATES = """
 SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
-       (l.duration IS NULL) | ((l.recording_mbid IS NULL) << 1)
-       | ((l.release_mbid IS NULL) << 2) | ((l.artist_mbids IS NULL) << 3)
+       (l.recording_mbid IS NULL) | ((l.release_mbid IS NULL) << 1)
+       | ((l.artist_mbids IS NULL) << 2)
 FROM listens l
 WHERE l.listened_at BETWEEN :lo AND :hi
   AND l.account_id IS NOT :account_id
@@ -20,18 +20,18 @@ ORDER BY l.listened_at, l.id
 """
 
 # The (own time, track) of every record the account has near a batch, its listen's id,
-# and which of the fields FILL_LISTEN fills in that listen lacks (bits 1, 2, 4, 8:
-# duration, recording, release and artist MBIDs).
+# and which of the MBIDs FILL_LISTEN fills in that listen lacks (bits 1, 2, 4: recording,
+# release, artists).
 SAME_SOURCE = """
 SELECT listened_at, track_id, id,
-       (duration IS NULL) | ((recording_mbid IS NULL) << 1) | ((release_mbid IS NULL) << 2)
-       | ((artist_mbids IS NULL) << 3)
+       (recording_mbid IS NULL) | ((release_mbid IS NULL) << 1)
+       | ((artist_mbids IS NULL) << 2)
 FROM listens
 WHERE listened_at BETWEEN :lo AND :hi AND account_id = :account_id
 UNION ALL
 SELECT s.listened_at, s.track_id, l.id,
-       (l.duration IS NULL) | ((l.recording_mbid IS NULL) << 1)
-       | ((l.release_mbid IS NULL) << 2) | ((l.artist_mbids IS NULL) << 3)
+       (l.recording_mbid IS NULL) | ((l.release_mbid IS NULL) << 1)
+       | ((l.artist_mbids IS NULL) << 2)
 FROM sightings s JOIN listens l ON l.id = s.listen_id
 WHERE s.account_id = :account_id AND s.listened_at BETWEEN :lo AND :hi
 """
@@ -56,13 +56,13 @@ VALUES (?, ?, ?, ?, NULLIF(?, ''), CAST(NULLIF(?, '') AS TEXT), ?)
 """
 
 # A later sighting, or the same one read again (ListenBrainz adds a listen's MBIDs some
-# time after it was submitted), fills in what the listen did not say yet: its duration
-# and MusicBrainz ids (the names, and so the name counts, stay the first sighting's).
-# Only a row with a field its listen lacks is sent (``_fills``): the others would not
-# change it.
+# time after it was submitted), fills in the MusicBrainz ids the listen did not have yet.
+# Nothing else: the names (and so the name counts) stay the first sighting's, and so
+# does the duration, which is part of what ListenBrainz identifies a listen by (its
+# msid): a listen re-sent with a duration it was first sent without would be stored
+# twice. Only a row with an id its listen lacks is sent (``_fills``).
 FILL_LISTEN = """
-UPDATE listens SET duration = coalesce(duration, NULLIF(?, '')),
-                   recording_mbid = coalesce(recording_mbid, NULLIF(?, '')),
+UPDATE listens SET recording_mbid = coalesce(recording_mbid, NULLIF(?, '')),
                    release_mbid = coalesce(release_mbid, NULLIF(?, '')),
                    artist_mbids = coalesce(artist_mbids, NULLIF(?, ''))
 WHERE id = ?
