@@ -278,6 +278,45 @@ def test_sync_all_continues_past_a_failing_account(
     assert cursor_of(db, "lastfm", "bob") is not None
 
 
+def test_sync_all_syncs_every_account_whatever_its_output_can_take(
+        lb: FakeListenBrainz, env: dict[str, str], db: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scrob sync all --json | head -1`: the first summary meets a closed pipe, and the
+    second account is synced all the same; a full disk says so once, at the end."""
+    lb.add_listens("Alice", [(T0 + i * 600, "A", f"T{i}") for i in range(5)])
+
+    def run(archive: Path, stdout: int, stderr: int) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "scrobbler_cli", "sync", "all", "--json"],
+                              stdout=stdout, stderr=stderr, timeout=120, cwd=ROOT,
+                              env={**os.environ, "SCROB_DB": str(archive)})
+
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("bob", [(T0 + i * 600, "B", f"T{i}", "Album") for i in range(5)])
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "bob")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone: every write is EPIPE
+        try:
+            closed = run(db, write, subprocess.PIPE)
+            both_closed = run(tmp_path / "both.db", write, write)  # `2>&1 | true`
+        finally:
+            os.close(write)
+        assert (closed.returncode, closed.stderr) == (0, b"")
+        assert both_closed.returncode == 0
+        if os.path.exists("/dev/full"):
+            with open("/dev/full", "wb") as full:
+                filled = run(tmp_path / "full.db", full.fileno(), subprocess.PIPE)
+            assert filled.returncode == 1
+            assert filled.stderr == (b"scrob: error: cannot write the output: "
+                                     b"No space left on device\n")
+    archives = [db, tmp_path / "both.db"]
+    archives += [tmp_path / "full.db"] if os.path.exists("/dev/full") else []
+    for archive in archives:
+        assert cursor_of(archive, "lastfm", "bob") is not None, archive
+        assert cursor_of(archive) == T0 + 4 * 600, archive
+
+
 def test_sync_all_reports_what_a_failing_account_saved_before_it_failed(
         scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,21 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     back = parse_duration(lookback) if lookback is not None else None
     failure: ScrobError | None = None
     failed: list[str] = []
+    unwritten: OSError | None = None  # a closed or full output (`| head -1`, a full disk)
+
+    def emit(report: SyncReport) -> None:
+        """One account's summary. An output that cannot take it must not stop the next
+        account's sync: its error is raised once every account is done."""
+        nonlocal unwritten
+        if unwritten is not None:
+            return
+        try:
+            if json_:
+                render.write_ndjson([report.as_json()])
+            elif not st.quiet and (report.error is None or report.fetched):
+                render.message(_summary(report))  # (a failure's: what it saved first)
+        except OSError as exc:
+            unwritten = exc
     ready: dict[str, ServiceConfig] = {}  # (secrets read once: the keyring is slow)
     if len(services) == 1:  # an account that cannot sync makes no archive
         try:
@@ -75,14 +90,13 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                     raise
                 failure = failure or exc
                 failed.append(f"{service}: {redact(str(exc))}")
-            if json_:
-                render.write_ndjson([report.as_json()])
-            elif not st.quiet and (report.error is None or report.fetched):
-                render.message(_summary(report))  # (a failure's: what it saved first)
+            emit(report)
     if failure is not None:  # one line for all failures; the first one's exit code
         failure.message = "not every account synced: " + "; ".join(failed)
         failure.hint = None
         raise failure
+    if unwritten is not None:
+        raise unwritten
 
 
 def _summary(r: object) -> str:
