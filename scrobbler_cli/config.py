@@ -43,7 +43,7 @@ _SETTINGS: dict[str, tuple[str, str, str | None, Any]] = {
 
 
 def config_path() -> Path:
-    env = os.environ.get("SCROB_CONFIG")  # like SCROB_DB, ``~`` is the home directory
+    env = _path_env("SCROB_CONFIG")  # like SCROB_DB, ``~`` is the home directory
     return Path(env).expanduser() if env else Path(user_config_dir(APP)) / "config.toml"
 
 
@@ -52,11 +52,19 @@ def default_db_path() -> Path:
 
 
 def db_path(option: str | os.PathLike[str] | None = None) -> Path:
-    """The archive: ``--db``, then ``SCROB_DB``, then the platform's data dir."""
+    """The archive: ``--db``, then ``SCROB_DB``, then the platform's data dir. (Click
+    hands ``SCROB_DB`` over as ``--db``: either loses a Windows line end.)"""
     if option:
-        return Path(option).expanduser()
-    env = os.environ.get("SCROB_DB")
+        return Path(os.fspath(option).rstrip("\r\n")).expanduser()
+    env = _path_env("SCROB_DB")
     return Path(env).expanduser() if env else default_db_path()
+
+
+def _path_env(name: str) -> str | None:
+    """A path from the environment, without the line end a file with Windows line ends
+    leaves on it (`set -a; . ./scrob.env`): cron would write to ``archive.db\r``."""
+    value = os.environ.get(name)
+    return value.rstrip("\r\n") if value else value
 
 
 def read_file(path: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -119,7 +127,7 @@ def _coerce(name: str, raw: Any, default: Any, where: str) -> Any:
     if not isinstance(default, (int, float)) or isinstance(default, bool):
         if not isinstance(raw, str):  # `user = 5` in the file: which text was meant?
             raise UsageError(f"{where} must be text in quotes, not {raw!r}")
-        return raw
+        return raw.strip()  # a Windows line end's carriage return, a stray space
     whole = isinstance(default, int)  # seconds compared with whole-second times
     kind = "a whole number" if whole else "a number"
     try:
@@ -154,7 +162,8 @@ def _url(name: str, value: str) -> str:
 
     try:
         parts = urlsplit(value)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        usable = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                  and value.isprintable() and " " not in value)
     except ValueError:  # an unclosed IPv6 bracket, a bad port
         usable = False
     if not usable:

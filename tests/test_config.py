@@ -372,6 +372,32 @@ def test_an_api_root_without_a_scheme_is_a_usage_error(scrob, monkeypatch, root)
     assert "t" * 36 not in result.err
 
 
+def test_a_windows_line_end_on_a_variable_is_ignored(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`set -a; . ./scrob.env` with a file saved with Windows line ends: every value ends
+    in a carriage return."""
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_USER", "alice\r")
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", "https://lb.example/\r")
+    monkeypatch.setenv("SCROB_LASTFM_USER", " bob ")
+    monkeypatch.setenv("SCROB_DB", f"{tmp_path}/a.db\r")
+    monkeypatch.setenv("SCROB_CONFIG", f"{tmp_path}/c.toml\r\n")
+    settings = config.load()
+    assert (settings.listenbrainz_user, settings.listenbrainz_api_url,
+            settings.lastfm_user) == ("alice", "https://lb.example/", "bob")
+    assert (config.db_path(), config.config_path()) == (tmp_path / "a.db", tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("root", ["https://lb.example/\r/1", "https://lb.example/a b",
+                                  "https://lb\x1b[31m.example/"])
+def test_an_api_root_with_a_control_character_or_space_is_refused(
+        monkeypatch: pytest.MonkeyPatch, root: str) -> None:
+    monkeypatch.setenv("SCROB_LISTENBRAINZ_API_URL", root)
+    with pytest.raises(UsageError) as caught:
+        config.load().listenbrainz_api_url  # noqa: B018 - the attribute checks it
+    assert "not an http(s) URL" in str(caught.value)
+    assert "SCROB_LISTENBRAINZ_API_URL" in str(caught.value)
+
+
 @pytest.mark.parametrize("platform, blocked", [("linux", True), ("win32", True),
                                                ("darwin", False)])
 def test_choosing_the_keyring_backend_skips_the_macos_bindings_elsewhere(

@@ -171,6 +171,18 @@ def test_a_delta_sync_keeps_the_mbids_the_server_mapped_since(
     assert [t for t, r in rows.items() if r["recording_mbid"]] == [mapped]
 
 
+def test_a_cron_env_file_with_windows_line_ends_still_syncs(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    """`set -a; . ./scrob.env` with a file saved on Windows: each value ends in \\r."""
+    lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(3)])
+    crlf = {name: value + "\r" for name, value in {**env, "SCROB_DB": str(db)}.items()}
+    result = scrob_proc("sync", "listenbrainz", "--json", env=crlf)
+    assert result.code == 0, result.err
+    (report,) = result.ndjson()
+    assert (report["user"], report["new"]) == ("alice", 3)
+    assert archived(db) == server_listens(lb)  # the archive it was meant to write
+
+
 def test_sync_with_server_faults_still_equals_the_server(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
     lb.add_listens("Alice", [(T0 + i // 2, "A", f"T{i}") for i in range(3500)])
