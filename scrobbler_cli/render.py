@@ -105,11 +105,13 @@ def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
           *, numeric: Sequence[str] = (), caption: str | None = None) -> None:
-    """A Rich table on stdout; every cell is literal text."""
+    """A Rich table on stdout; every cell, the title and the caption are literal text
+    (a title may carry a user name the server spelled)."""
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=Text(title) if title else None, caption=caption, show_edge=False,
+    t = Table(title=Text(visible(title)) if title else None,
+              caption=Text(visible(caption)) if caption else None, show_edge=False,
               header_style="bold")
     for col in columns:
         t.add_column(col, justify="right" if col in numeric else "left", overflow="fold")

@@ -348,6 +348,17 @@ def test_every_bidi_control_is_shown_escaped(mark: str) -> None:
     assert visible(f"abc{mark}123") == f"abc\\u{ord(mark):04x}123"
 
 
+def test_a_table_title_is_literal_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """A title may carry a user name the server spelled (`scrob auth listenbrainz` stores
+    the name its answer gives): export --dry-run's "would send to listenbrainz NAME"."""
+    from scrobbler_cli import render
+
+    render.table(f"to Ev{ESC_COLOR}il [b]x[/b]", ["a"], [["1" * 40]], caption=f"c{ESC_COLOR}")
+    out = capsys.readouterr().out
+    assert_no_raw_controls(out)
+    assert "Ev\\x1b[31mil [b]x[/b]" in out and "c\\x1b[31m" in out
+
+
 def test_markup_in_names_is_printed_literally(scrob, hostile: Path) -> None:
     result = scrob("listens", "--tz", "UTC")
     assert result.code == 0

@@ -466,6 +466,13 @@ def test_a_bad_setting_stops_only_the_commands_that_use_it(
     else:
         used = scrob("import", str(data))
     assert used.code == 2 and f"{env} must be" in used.err
+    if env == "SCROB_LASTFM_RATE":  # a failed sync's summary still names its account
+        monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+        for args in (("sync", "lastfm"), ("sync", "all")):
+            failed = scrob(*args, "--json")
+            report = next(r for r in failed.ndjson() if r["service"] == "lastfm")
+            assert failed.code == 2 and report["user"] == "alice"
+            assert f"{env} must be" in report["error"]
 
 
 @pytest.mark.parametrize(("toml", "said"), [

@@ -34,6 +34,20 @@ def service_config(service: str, user: str | None = None) -> ServiceConfig:
     )
 
 
+def account_name(service: str, user: str | None = None) -> str | None:
+    """The account a command is for (``--user`` or the configured one), also when another
+    setting is bad: a failed sync's summary still names it."""
+    from .. import config
+    from ..errors import ScrobError
+
+    if user:
+        return user
+    try:
+        return getattr(config.load(), f"{service}_user") or None
+    except ScrobError:  # the user name itself is the bad setting
+        return None
+
+
 def secret(name: str) -> str | None:
     """A secret's value, or a credentials error (exit 3) if it cannot be one."""
     from .. import credentials

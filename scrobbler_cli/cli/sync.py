@@ -30,7 +30,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     from ..sync import SyncOptions, check, sync_account
     from ..timeparse import parse_date, parse_duration
     from . import state
-    from .common import service_config
+    from .common import account_name, service_config
 
     prepare_tls()  # the CA bundle loads while the archive opens and secrets are read
     st = state()
@@ -60,7 +60,8 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
             check(ready[services[0]])
         except ScrobError as exc:
             if json_:  # its summary, as for any failed sync
-                render.write_ndjson([SyncReport(service=services[0], user=user or None,
+                render.write_ndjson([SyncReport(service=services[0],
+                                                user=account_name(services[0], user),
                                                 error=redact(str(exc))).as_json()])
             raise
     with st.archive(background=True) as archive:
@@ -78,7 +79,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                         on_progress=progress))
             except ScrobError as exc:
                 # what it fetched and saved before failing stays in the archive
-                name = (cfg.user if cfg else user) or None
+                name = (cfg.user if cfg else account_name(service, user)) or None
                 report = (exc.partial if isinstance(exc.partial, SyncReport)
                           else SyncReport(service=service, user=name))
                 report.error = redact(str(exc))
