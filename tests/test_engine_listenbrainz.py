@@ -10,8 +10,10 @@ on a real loopback socket.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +24,10 @@ import pytest
 from scrobbler_cli.archive import Archive
 from scrobbler_cli.archive.writer import Saver
 from scrobbler_cli.engines import listenbrainz as engine
-from scrobbler_cli.errors import CredentialsError, ServiceError
+from scrobbler_cli.errors import CredentialsError, ServiceError, ServiceUnavailable
 from scrobbler_cli.export import ExportOptions
-from scrobbler_cli.models import Account, ServiceConfig, SourceRecord
+from scrobbler_cli.models import Account, ServiceConfig, SourceRecord, SyncReport
+from scrobbler_cli.services.http import Http
 from scrobbler_cli.services.listenbrainz import (
     MAX_LISTEN_SIZE,
     ListensPage,
@@ -399,6 +402,36 @@ def test_sync_survives_server_faults(fake: FakeListenBrainz, archive: Archive) -
 def test_unknown_user_is_a_clear_error(fake: FakeListenBrainz, archive: Archive) -> None:
     with pytest.raises(ServiceError, match="no user 'nobody'"):
         engine.sync(archive, cfg(fake, user="nobody"), SyncOptions())
+
+
+def test_an_unreachable_server_is_given_up_after_one_round_of_retries(
+        archive: Archive) -> None:
+    """The listen count is only a progress total, but a server that cannot be reached
+    for it cannot be reached for the listens either: one round of retries, not two."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once this block ends: refused
+    config = ServiceConfig(service="listenbrainz", api_url=f"http://127.0.0.1:{port}",
+                           user="alice", token=TOKEN)
+    with pytest.raises(ServiceUnavailable) as caught:
+        engine.sync(archive, config, SyncOptions())
+    report = caught.value.partial
+    attempts = inspect.signature(Http).parameters["attempts"].default
+    assert isinstance(report, SyncReport) and report.requests == attempts
+
+
+def test_a_server_without_a_listen_count_still_syncs(fake: FakeListenBrainz,
+                                                     archive: Archive) -> None:
+    fake.add_listens("alice", [(NOW - DAY + i, "A", f"T{i}") for i in range(3)])
+    real = fake.handle
+
+    def no_count(entry: Any) -> tuple[int, dict[str, str], bytes]:
+        if entry.path.endswith("/listen-count"):
+            return 503, {}, b'{"code": 503, "error": "not here"}'
+        return real(entry)
+
+    fake.handle = no_count  # type: ignore[method-assign]
+    assert engine.sync(archive, cfg(fake), SyncOptions()).new == 3
 
 
 # --------------------------------------------------------------------------- export

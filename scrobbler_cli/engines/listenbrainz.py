@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..archive import Archive
-from ..errors import AuthRejected, CredentialsError, ScrobError, ServiceError
+from ..errors import (
+    AuthRejected,
+    CredentialsError,
+    ScrobError,
+    ServiceError,
+    ServiceUnavailable,
+)
 from ..models import (
     Account,
     ExportReport,
@@ -319,12 +325,15 @@ def check(config: ServiceConfig) -> None:
 
 def _total(client: ListenBrainzClient, user: str, log: Log | None) -> int | None:
     """The user's listen count, for a progress total; None if the server has no answer
-    (a compatible server without the endpoint must not stop the sync)."""
+    (a compatible server without the endpoint must not stop the sync). A server that
+    cannot be reached at all stops it: the listens would only be retried again."""
     try:
         return client.listen_count(user)
     except AuthRejected:
         raise
     except ServiceError as exc:
+        if isinstance(exc, ServiceUnavailable) and exc.status is None:  # no answer at all
+            raise
         if log:
             log(f"no listen count for a progress total: {exc}")
         return None
