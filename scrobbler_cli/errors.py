@@ -44,6 +44,12 @@ class ScrobError(Exception):
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
 
+def keep_partial(exc: BaseException, done: object) -> None:
+    """Tell the command what a long job had done when ``exc`` stopped it (a ScrobError,
+    or Ctrl-C's KeyboardInterrupt), for the summary it still prints."""
+    exc.partial = done  # type: ignore[attr-defined]
+
+
 class UsageError(ScrobError):
     exit_code = 2
 

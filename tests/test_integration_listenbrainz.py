@@ -479,6 +479,36 @@ def test_export_then_export_again_sends_nothing(
     assert len(lb.requests_to("/submit-listens")) == sent  # the fake received nothing
 
 
+def test_ctrl_c_mid_export_says_what_was_sent_and_a_rerun_sends_the_rest(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        tmp_path: Path) -> None:
+    data = write_ndjson(tmp_path / "history.ndjson", plays(3500, int(time.time()) - 60 * DAY))
+    assert scrob_proc("import", str(data)).code == 0
+    assert scrob_proc("sync", "listenbrainz").code == 0
+    lb.latency = 0.3
+    proc = subprocess.Popen([sys.executable, "-m", "scrobbler_cli", "export", "listenbrainz",
+                             "--json"], cwd=ROOT, env=os.environ.copy(),
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not lb.requests_to("/submit-listens") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.1)  # its reply on the way, the next batches on the wire
+    assert proc.poll() is None, "the export ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.count("\n") == 1 and "interrupted" in err
+    report = json.loads(out)  # the summary, all the same
+    with sqlite3.connect(db) as conn:
+        pushed = conn.execute("SELECT count(*) FROM pushes").fetchone()[0]
+    assert (report["error"], report["submitted"]) == ("interrupted", pushed)
+    assert 0 < pushed < 3500
+    lb.latency = 0
+    rest = scrob_proc("export", "listenbrainz", "--json")
+    assert rest.code == 0 and rest.json()["submitted"] == 3500 - pushed
+    assert len(lb.listens("Alice")) == 3500  # nothing lost, nothing twice
+
+
 def test_an_export_that_fails_part_way_still_prints_its_summary(
         scrob, lb: FakeListenBrainz, env: dict[str, str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -769,7 +799,7 @@ def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
                              for i in range(12_000)])
     lb.latency = 0.02
     expected = server_listens(lb)
-    command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz"]
+    command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz", "--json"]
     # its own process group, as a shell gives a job: Ctrl-C signals the whole group
     proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -780,9 +810,13 @@ def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert out == ""
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+    assert "what was done before it is kept" in err
+    (report,) = (json.loads(line) for line in out.splitlines())  # its summary, all the same
     cursor = cursor_of(db)
+    assert (report["complete"], report["error"], report["cursor"]) == (
+        False, "interrupted", cursor)
+    assert report["fetched"] >= 1000
     got = archived(db)
     assert len(got) == len(set(got))  # no half-written page, no duplicate
     if cursor is not None:

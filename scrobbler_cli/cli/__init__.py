@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-_INTERRUPTED = "interrupted; nothing half-written was kept, run the command again to go on"
+_INTERRUPTED = ("interrupted; what was done before it is kept, nothing half-written; run "
+                "the command again to go on")
 
 
 def run(args: list[str]) -> int:

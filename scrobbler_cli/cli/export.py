@@ -51,12 +51,14 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
                 dry_run=dry_run, on_item=on_item if dry_run else None,
                 on_progress=lambda e: bar(e.done, total=e.total, info=f"{e.listens:,} sent"),
                 log=st.log))
-    except ScrobError as exc:
-        # a failure part-way: what was accepted before it is recorded (a re-run goes on
-        # from there), and the summary says how much that was, as a sync's does
-        failed = exc.partial
+    except (ScrobError, KeyboardInterrupt) as exc:
+        # a failure part-way, or Ctrl-C: what was accepted before it is recorded (a
+        # re-run goes on from there), and the summary says how much that was, as a
+        # sync's does
+        failed = getattr(exc, "partial", None)
         if isinstance(failed, ExportReport) and not dry_run:
-            failed.error = redact(str(exc))
+            failed.error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                            else redact(str(exc)))
             if json_:
                 render.write_json(failed.as_json())
             elif not st.quiet and failed.submitted:

@@ -91,6 +91,15 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                     raise
                 failure = failure or exc
                 failed.append(f"{service}: {redact(str(exc))}")
+            except KeyboardInterrupt as exc:  # the account's summary, then stop them all
+                stopped = getattr(exc, "partial", None)
+                if isinstance(stopped, SyncReport):
+                    stopped.error = "interrupted"
+                    if stopped.user:  # what the archive holds for it stands
+                        stopped.cursor = archive.get_cursor(
+                            Account.parse(f"{service}:{stopped.user}"))
+                    emit(stopped)
+                raise
             emit(report)
     if failure is not None:  # one line for all failures; the first one's exit code
         failure.message = "not every account synced: " + "; ".join(failed)

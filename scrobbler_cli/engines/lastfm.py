@@ -38,7 +38,13 @@ from functools import partial
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CredentialsError, ScrobError, ServiceError, ServiceUnavailable
+from ..errors import (
+    CredentialsError,
+    ScrobError,
+    ServiceError,
+    ServiceUnavailable,
+    keep_partial,
+)
 from ..models import Account, ExportReport, Listen, Progress, ServiceConfig, SyncReport
 from ..services.http import Http, make_client
 from ..services.lastfm import (
@@ -452,8 +458,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
                 done[0] += n
                 if options.on_progress:
                     options.on_progress(Progress(done[0], None, report.fetched))
-    except ScrobError as exc:
-        exc.partial = report
+    except (ScrobError, KeyboardInterrupt) as exc:
+        keep_partial(exc, report)
         raise
     finally:
         stop.set()
@@ -517,8 +523,8 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
     report = ExportReport(target=account.source)
     try:
         return _export(archive, config, options, account, report)
-    except ScrobError as exc:  # what was sent before it stays recorded: say how much
-        exc.partial = report
+    except (ScrobError, KeyboardInterrupt) as exc:  # what was sent before stays recorded
+        keep_partial(exc, report)
         raise
 
 

@@ -28,6 +28,7 @@ from ..errors import (
     ScrobError,
     ServiceError,
     ServiceUnavailable,
+    keep_partial,
 )
 from ..models import (
     Account,
@@ -306,8 +307,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
             # sync started. Saying so lets export tell "empty" from "never synced".
             archive.set_cursor(account, started)
         report.complete = True
-    except ScrobError as exc:
-        exc.partial = report
+    except (ScrobError, KeyboardInterrupt) as exc:
+        keep_partial(exc, report)
         raise
     finally:
         report.requests = client.http.requests
@@ -542,8 +543,8 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
     report = ExportReport(target=target.source)
     try:
         return _export(archive, config, options, target, report)
-    except ScrobError as exc:  # what was sent before it stays recorded: say how much
-        exc.partial = report
+    except (ScrobError, KeyboardInterrupt) as exc:  # what was sent before stays recorded
+        keep_partial(exc, report)
         raise
 
 
