@@ -704,13 +704,29 @@ def test_assign_timestamps_gives_up_beyond_the_nudge_limit() -> None:
 
 
 def test_ignored_scrobbles_are_counted_by_reason(fake: FakeLastfm, archive: Archive) -> None:
-    lb_listens(archive, [NOW - 600, NOW + 7200])  # the second is too far in the future
+    lb_listens(archive, [NOW - 7200, NOW - 600])
+    fake.clock = lambda: NOW - 9000  # Last.fm's clock behind ours: the second is too new
     report = export(archive, config(fake, session=True))
     assert (report.submitted, report.rejected) == (1, 1)
     assert report.reasons == {"timestamp too new": 1}
     assert report.as_json()["reasons"] == {"timestamp too new": 1}
     again = export(archive, config(fake, session=True))
     assert (again.candidates, again.submitted, again.rejected) == (1, 0, 1)  # not pushed
+
+
+def test_a_listen_in_the_future_is_not_sent_until_its_time(
+        fake: FakeLastfm, archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    lb_listens(archive, [NOW - 600, NOW + engine.MAX_FUTURE + 1])
+    report = export(archive, config(fake, session=True))
+    assert (report.candidates, report.submitted, report.rejected) == (2, 1, 1)
+    assert report.reasons == {"timestamp too new": 1}
+    assert [s[0] for s in fake.scrobbles("alice")] == [NOW - 600]  # the other never went
+    again = export(archive, config(fake, session=True))
+    assert (again.candidates, again.rejected, again.requests) == (1, 1, 0)
+    later = NOW + 2 * engine.MAX_FUTURE  # once its time has come, it goes
+    monkeypatch.setattr(engine, "NOW", lambda: later)
+    fake.clock = lambda: later
+    assert export(archive, config(fake, session=True)).submitted == 1
 
 
 def test_daily_cap_stops_and_a_later_run_continues(fake: FakeLastfm,

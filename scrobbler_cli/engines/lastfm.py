@@ -87,6 +87,10 @@ DEFAULT_RATE = 5.0
 DEFAULT_LOOKBACK = 14 * 86400
 #: Last.fm ignores scrobbles older than this (code 3), so export does not send them.
 MAX_AGE = 14 * 86400
+#: Nor does it send one further in the future than this (code 4, "timestamp too new";
+#: Last.fm's limit is not documented, ListenBrainz's is an hour): it is counted as
+#: rejected and stays a candidate, sent by a run after its time.
+MAX_FUTURE = 3600
 #: Items per page: the documented maximum of user.getRecentTracks (B6).
 PAGE_SIZE = MAX_LIMIT
 #: Page requests in flight at once. The pacer keeps them under the rate; more than one
@@ -531,12 +535,15 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
 def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
             account: Account, report: ExportReport) -> ExportReport:
     oldest = int(NOW()) - MAX_AGE
+    newest = int(NOW()) + MAX_FUTURE
     fresh: list[Listen] = []
     for listen in archive.missing_for(account, since=options.since, until=options.until,
                                       source=options.source, foreign=options.foreign):
         report.candidates += 1
         if listen.listened_at < oldest:
             report.too_old += 1
+        elif listen.listened_at > newest:
+            report.reject(_IGNORED[4])
         else:
             fresh.append(listen)
     report.already_there = archive.count_present(account, since=options.since,
