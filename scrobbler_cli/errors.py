@@ -9,7 +9,8 @@ place that turns one into a stderr line and an exit code::
     │   └── KeyringUnavailable      3  no usable keyring backend
     ├── ServiceError                4  a remote service failed after retries
     │   ├── ServiceUnavailable      4  network down, 5xx, rate limited to the end
-    │   └── NotFound                4  unknown user or resource
+    │   └── NotFound                4  unknown resource
+    │       └── UnknownUser         2  no such user (also a UsageError)
     ├── ArchiveError                5  the archive cannot be opened or used
     │   └── ArchiveBusy             5  another scrob holds the write lock
     └── BadInput                    6  an input file holds invalid records
@@ -22,6 +23,8 @@ A ``ServiceError`` whose cause is a rejected credential is raised as
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Where a user reports a bug (printed with exit code 1).
 ISSUES_URL = "https://github.com/scrob-dev/scrob/issues"
@@ -44,10 +47,15 @@ class ScrobError(Exception):
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
 
-def keep_partial(exc: BaseException, done: object) -> None:
-    """Tell the command what a long job had done when ``exc`` stopped it (a ScrobError,
-    or Ctrl-C's KeyboardInterrupt), for the summary it still prints."""
-    exc.partial = done  # type: ignore[attr-defined]
+@contextmanager
+def keeping_partial(done: object) -> Iterator[None]:
+    """Tell the command what a long job had done (``done``, its report) when a
+    ScrobError or Ctrl-C stops it: ``exc.partial``, for the summary it still prints."""
+    try:
+        yield
+    except (ScrobError, KeyboardInterrupt) as exc:
+        exc.partial = done  # type: ignore[union-attr]
+        raise
 
 
 class UsageError(ScrobError):

@@ -43,7 +43,7 @@ from ..errors import (
     ScrobError,
     ServiceError,
     ServiceUnavailable,
-    keep_partial,
+    keeping_partial,
 )
 from ..models import Account, ExportReport, Listen, Progress, ServiceConfig, SyncReport
 from ..services.http import Http, make_client
@@ -455,16 +455,13 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     pages = walk(fetch, start, to, page_size=PAGE_SIZE, width=CONCURRENCY, group=GROUP,
                  on_round=on_round, log=log)
     try:
-        with archive.saver(report.tally, log=log) as saver:
+        with keeping_partial(report), archive.saver(report.tally, log=log) as saver:
             for records, bound, n in pages:
                 saver.save(account, records, cursor=bound if claims else None)
                 report.fetched += len(records)
                 done[0] += n
                 if options.on_progress:
                     options.on_progress(Progress(done[0], None, report.fetched))
-    except (ScrobError, KeyboardInterrupt) as exc:
-        keep_partial(exc, report)
-        raise
     finally:
         stop.set()
         pages.close()
@@ -525,11 +522,8 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
     """
     account = account_for(_user(config))
     report = ExportReport(target=account.source)
-    try:
+    with keeping_partial(report):  # what was sent before a failure stays recorded
         return _export(archive, config, options, account, report)
-    except (ScrobError, KeyboardInterrupt) as exc:  # what was sent before stays recorded
-        keep_partial(exc, report)
-        raise
 
 
 def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,

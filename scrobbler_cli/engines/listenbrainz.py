@@ -28,7 +28,7 @@ from ..errors import (
     ScrobError,
     ServiceError,
     ServiceUnavailable,
-    keep_partial,
+    keeping_partial,
 )
 from ..models import (
     Account,
@@ -287,29 +287,27 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     start, contiguous = _start(options, prior)
     client = connect(config, log=options.log)
     try:
-        total = _total(client, config.user, options.log) if start == FIRST_MIN_TS else None
-        if options.on_progress:
-            options.on_progress(Progress(0, total, 0))
-        with archive.saver(report.tally, log=options.log) as saver:
-            if total is not None:
-                saver.expect(total)
-            for group in _groups(walk(client, config.user, start, upper, log=options.log)):
-                records = [r for page, _ in group for r in page.records]
-                cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
-                saver.save(account, records, cursor=cursor if contiguous else None)
-                report.fetched += sum(fetched for _, fetched in group)
-                if options.on_progress:
-                    options.on_progress(Progress(
-                        report.fetched, None if total is None else max(total, report.fetched),
-                        report.fetched))
-        if contiguous and prior is None and report.fetched == 0:
-            # A first walk that found no listens at all: the account was empty when the
-            # sync started. Saying so lets export tell "empty" from "never synced".
-            archive.set_cursor(account, started)
-        report.complete = True
-    except (ScrobError, KeyboardInterrupt) as exc:
-        keep_partial(exc, report)
-        raise
+        with keeping_partial(report):
+            total = _total(client, config.user, options.log) if start == FIRST_MIN_TS else None
+            if options.on_progress:
+                options.on_progress(Progress(0, total, 0))
+            with archive.saver(report.tally, log=options.log) as saver:
+                if total is not None:
+                    saver.expect(total)
+                for group in _groups(walk(client, config.user, start, upper, log=options.log)):
+                    records = [r for page, _ in group for r in page.records]
+                    cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
+                    saver.save(account, records, cursor=cursor if contiguous else None)
+                    report.fetched += sum(fetched for _, fetched in group)
+                    if options.on_progress:
+                        options.on_progress(Progress(
+                            report.fetched, None if total is None else max(total, report.fetched),
+                            report.fetched))
+            if contiguous and prior is None and report.fetched == 0:
+                # A first walk that found no listens at all: the account was empty when the
+                # sync started. Saying so lets export tell "empty" from "never synced".
+                archive.set_cursor(account, started)
+            report.complete = True
     finally:
         report.requests = client.http.requests
         _close(client)
@@ -541,11 +539,8 @@ def export(archive: Archive, config: ServiceConfig, options: ExportOptions) -> E
         raise CredentialsError("no ListenBrainz account is configured", hint=TOKEN_HINT)
     target = account_for(config.user)
     report = ExportReport(target=target.source)
-    try:
+    with keeping_partial(report):  # what was sent before a failure stays recorded
         return _export(archive, config, options, target, report)
-    except (ScrobError, KeyboardInterrupt) as exc:  # what was sent before stays recorded
-        keep_partial(exc, report)
-        raise
 
 
 def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
