@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,41 @@ def writers_of(db: Path) -> list[int]:
                 and str(db).encode() in command:
             found.append(int(entry.name))
     return found
+
+
+def fail_after(lb: FakeListenBrainz, monkeypatch: pytest.MonkeyPatch, path_suffix: str,
+               good: int) -> list[int]:
+    """Answer 503 to every request to ``path_suffix`` after the first ``good`` ones; the
+    returned counter can be set back to let more through."""
+    answer = lb.handle
+    seen = [0]
+
+    def failing(entry: Any) -> tuple[int, dict[str, str], bytes]:
+        if entry.path.endswith(path_suffix):
+            seen[0] += 1
+            if seen[0] > good:
+                return 503, {}, b'{"code": 503, "error": "down"}'
+        return answer(entry)
+
+    monkeypatch.setattr(lb, "handle", failing)
+    return seen
+
+
+def ctrl_c(args: list[str], ready: Callable[[], bool], settle: float = 0.0
+           ) -> tuple[int, str, str]:
+    """Run ``scrob ARGS`` in its own process group, as a shell runs a job, and press
+    Ctrl-C (SIGINT to the group) once ``ready()``: its exit code, stdout and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "scrobbler_cli", *args], cwd=ROOT,
+                            env=os.environ.copy(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(settle)
+    assert proc.poll() is None, "the command ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
 
 
 def write_ndjson(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -336,17 +371,7 @@ def test_sync_all_reports_what_a_failing_account_saved_before_it_failed(
 
     monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
     lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(4500)])
-    answer = lb.handle
-    pages = [0]
-
-    def third_page_on_fails(entry: Any) -> tuple[int, dict[str, str], bytes]:
-        if entry.path.endswith("/listens"):
-            pages[0] += 1
-            if pages[0] > 2:
-                return 503, {}, b'{"code": 503, "error": "down"}'
-        return answer(entry)
-
-    monkeypatch.setattr(lb, "handle", third_page_on_fails)
+    pages = fail_after(lb, monkeypatch, "/listens", 2)
     with FakeLastfm() as fm:
         fm.add_scrobbles("bob", [(T0 + i * 600, "A", f"T{i}", "Album") for i in range(30)])
         monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
@@ -486,18 +511,10 @@ def test_ctrl_c_mid_export_says_what_was_sent_and_a_rerun_sends_the_rest(
     assert scrob_proc("import", str(data)).code == 0
     assert scrob_proc("sync", "listenbrainz").code == 0
     lb.latency = 0.3
-    proc = subprocess.Popen([sys.executable, "-m", "scrobbler_cli", "export", "listenbrainz",
-                             "--json"], cwd=ROOT, env=os.environ.copy(),
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not lb.requests_to("/submit-listens") and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.1)  # its reply on the way, the next batches on the wire
-    assert proc.poll() is None, "the export ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err.count("\n") == 1 and "interrupted" in err
+    # once a batch is in: its reply on the way, the next batches on the wire
+    code, out, err = ctrl_c(["export", "listenbrainz", "--json"],
+                            lambda: bool(lb.requests_to("/submit-listens")), settle=0.1)
+    assert code == 130 and err.count("\n") == 1 and "interrupted" in err
     report = json.loads(out)  # the summary, all the same
     with sqlite3.connect(db) as conn:
         pushed = conn.execute("SELECT count(*) FROM pushes").fetchone()[0]
@@ -522,16 +539,7 @@ def test_an_export_that_fails_part_way_still_prints_its_summary(
     assert scrob("import", str(data)).code == 0
     assert scrob("sync", "listenbrainz").code == 0
     answer = lb.handle
-    submits = [0]
-
-    def third_submit_on_fails(entry: Any) -> tuple[int, dict[str, str], bytes]:
-        if entry.path.endswith("/submit-listens"):
-            submits[0] += 1
-            if submits[0] > 2:
-                return 503, {}, b'{"code": 503, "error": "down"}'
-        return answer(entry)
-
-    monkeypatch.setattr(lb, "handle", third_submit_on_fails)
+    submits = fail_after(lb, monkeypatch, "/submit-listens", 2)
     failed = scrob("export", "listenbrainz", "--json")
     assert failed.code == 4 and failed.err.count("\n") == 1 and "503" in failed.err
     report = failed.json()
@@ -800,16 +808,8 @@ def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
     lb.latency = 0.02
     expected = server_listens(lb)
     command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz", "--json"]
-    # its own process group, as a shell gives a job: Ctrl-C signals the whole group
-    proc = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(lb.requests_to("/listens")) < 10 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert proc.poll() is None, "the sync ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    code, out, err = ctrl_c(command[3:], lambda: len(lb.requests_to("/listens")) >= 10)
+    assert code == 130
     assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
     assert "what was done before it is kept" in err
     (report,) = (json.loads(line) for line in out.splitlines())  # its summary, all the same
