@@ -11,14 +11,15 @@ Why the walk checks every reply (api-notes B6): pages are positions counted from
 newest scrobble, so a back-dated scrobble that arrives inside the window while the walk
 is running moves every older item one place towards the higher pages, and reading oldest
 first, the item at each page border would slide into a page already read and be missed.
-Every reply carries the window's ``total``; when it differs from the first reply's, or a
-page's items do not line up with its neighbour's, the walk re-reads from the last
-committed page instead of trusting page numbers any further. A scrobble that lands in the
+Every reply carries the window's ``total``; when it differs from the first reply's (in
+any reply that has arrived: pages are read side by side, in any order), or a page's items
+do not line up with its neighbour's, the walk re-reads from the last committed page
+instead of trusting page numbers any further. A scrobble that lands in the
 already-read part is a late scrobble like any other: its timestamp is at most 14 days
 before it was sent (Last.fm refuses older ones), so the next sync's lookback (14 days
 before this sync's ``to``) reads it. What no reply can show is a deletion and a
-back-dated scrobble between the same two reads that leave the total as it was; ``--full``
-reads such a border item again.
+back-dated scrobble that both land between two reads, with no reply read between them,
+leaving the total as it was; ``--full`` reads such a border item again.
 
 Export pushes what the Last.fm account lacks with track.scrobble: only plays younger
 than 14 days (older ones are counted as ``too_old``), at most 50 a request, never two
@@ -277,6 +278,22 @@ def _mismatch(result: RecentTracksPage, page: int, total: int, pages: int, page_
     return None
 
 
+def _changed_meanwhile(pending: deque[tuple[int, Future[RecentTracksPage] | None]],
+                       total: int, pages: int) -> str | None:
+    """Whether a reply that has already arrived for a page not checked yet shows the
+    window changed. Pages are read side by side, in any order, so that change may have
+    come before the page being checked was read: a deletion and a back-dated scrobble
+    can leave its own reply's total as it was while its border item slid onto a page
+    read before it. So no page after such a reply is trusted."""
+    for _, future in pending:
+        if future is not None and future.done() and not future.cancelled() \
+                and future.exception() is None:
+            seen = future.result()
+            if seen.total != total or seen.total_pages != pages:
+                return f"the window now holds {seen.total} scrobbles, not {total}"
+    return None
+
+
 def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None, to: int, *,
          page_size: int = PAGE_SIZE, width: int = CONCURRENCY, group: int = GROUP,
          on_round: Callable[[int], None] | None = None,
@@ -348,6 +365,8 @@ def walk(fetch: Callable[[int, int | None], RecentTracksPage], start: int | None
                         if log:
                             log(f"lastfm: page {page} keeps an unexpected number of items")
                         drift = None
+                    if not drift:
+                        drift = _changed_meanwhile(pending, total, pages)
                     if drift:
                         break
                     batch.extend(result.records)
