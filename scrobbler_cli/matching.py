@@ -2,16 +2,20 @@
 
 archive.md: records whose normalized artist and track agree (or whose recording MBIDs
 agree) and whose times differ by at most the tolerance are one listen; matching is
-one-to-one and nearest in time, so two real plays a few minutes apart stay two; within
-one source, records with different times are never merged.
+one-to-one and nearest in time (over a run of plays: ``assign``), so two real plays a few
+minutes apart stay two; within one source, records with different times are never
+merged.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 
 DEFAULT_TOLERANCE = 300
+#: The largest group (records × candidates) ``assign`` matches by its dynamic programme.
+MAX_CELLS = 1_000_000
 
 
 @dataclass(slots=True)
@@ -63,36 +67,113 @@ class CandidateIndex:
 
 
 def assign(pairs: list[tuple[int, int, int, Candidate]]) -> dict[int, Candidate]:
-    """One-to-one matching, smallest time gap first: ``pairs`` are (gap, listen id, record
-    index, candidate); returns record index → the candidate it joins. Candidates it
-    gives out are marked taken."""
+    """One-to-one matching: ``pairs`` are (gap, listen id, record index, candidate), record
+    indexes in time order; returns record index → the candidate it joins, and marks the
+    candidates it gives out taken.
+
+    As many records as possible join a candidate, and of the matchings that join that
+    many, the one with the smallest sum of time gaps: nearest in time over the whole
+    run of plays, not pair by pair. Smallest gap first would not do: one song on repeat
+    that two services stamp a steady 200 s apart (one at a play's start, one at its end)
+    has each play's record nearer the *next* play's other record, and pairing those
+    first strands the first and the last play, one listen too many (which export would
+    then send to both services).
+    """
+    records = Counter(p[2] for p in pairs)
+    listens = Counter(p[1] for p in pairs)
     chosen: dict[int, Candidate] = {}
-    for _, _, idx, cand in sorted(pairs, key=lambda p: (p[0], p[1], p[2])):
-        if idx not in chosen and not cand.taken:
-            cand.taken = True
-            chosen[idx] = cand
+    by_record: dict[int, list[tuple[int, int, int, Candidate]]] = {}
+    by_listen: dict[int, list[tuple[int, int, int, Candidate]]] = {}
+    for pair in pairs:
+        if records[pair[2]] == 1 and listens[pair[1]] == 1:
+            chosen[pair[2]] = pair[3]  # the only pair either of them is in (most are)
+        else:
+            by_record.setdefault(pair[2], []).append(pair)
+            by_listen.setdefault(pair[1], []).append(pair)
+    done: set[int] = set()
+    for idx in sorted(by_record):
+        if idx in done:
+            continue
+        # the records and listens connected to this one through their pairs
+        group = list(by_record[idx])
+        linked, todo = {idx}, list({p[1] for p in group})
+        seen = set(todo)
+        while todo:
+            for pair in by_listen[todo.pop()]:
+                if pair[2] not in linked:
+                    linked.add(pair[2])
+                    for more in by_record[pair[2]]:
+                        group.append(more)
+                        if more[1] not in seen:
+                            seen.add(more[1])
+                            todo.append(more[1])
+        done |= linked
+        chosen.update(_best(group, linked))
+    for cand in chosen.values():
+        cand.taken = True
     return chosen
+
+
+def _best(group: list[tuple[int, int, int, Candidate]], records: set[int]
+          ) -> dict[int, Candidate]:
+    """``assign`` for one connected group of pairs.
+
+    Both sides in time order, the best matching that never crosses (a record pairs with
+    a later candidate than an earlier record's): for plays of one track that loses
+    nothing, as swapping a crossing pair's partners never adds to the gaps nor takes one
+    beyond the tolerance. A dynamic programme over the two sequences; a group too big
+    for it (thousands of plays of one song, each within the tolerance of the next) is
+    matched smallest gap first.
+    """
+    rows = sorted(records)
+    cands = sorted({p[1]: p[3] for p in group}.values(),
+                   key=lambda c: (c.listened_at, c.listen_id))
+    if len(rows) * len(cands) > MAX_CELLS:
+        chosen: dict[int, Candidate] = {}
+        taken: set[int] = set()
+        for _, lid, idx, cand in sorted(group, key=lambda p: (p[0], p[1], p[2])):
+            if idx not in chosen and lid not in taken:
+                taken.add(lid)
+                chosen[idx] = cand
+        return chosen
+    row_of = {idx: i for i, idx in enumerate(rows)}
+    col_of = {c.listen_id: j for j, c in enumerate(cands)}
+    weight: dict[tuple[int, int], int] = {}
+    # each pair is worth more than every gap together: more pairs first, then less gap
+    worth = (max(p[0] for p in group) + 1) * (len(rows) + 1)
+    for gap, lid, idx, _ in group:
+        weight[row_of[idx], col_of[lid]] = worth - gap
+    m = len(cands)
+    best = [[0] * (m + 1) for _ in range(len(rows) + 1)]
+    for i in range(1, len(rows) + 1):
+        above, here = best[i - 1], best[i]
+        for j in range(1, m + 1):
+            w = weight.get((i - 1, j - 1))
+            here[j] = max(above[j], here[j - 1],
+                          above[j - 1] + w if w is not None else 0)
+    out: dict[int, Candidate] = {}
+    i, j = len(rows), m
+    while i and j:
+        if best[i][j] == best[i - 1][j]:
+            i -= 1
+        elif best[i][j] == best[i][j - 1]:
+            j -= 1
+        else:
+            out[rows[i - 1]] = cands[j - 1]
+            i, j = i - 1, j - 1
+    return out
 
 
 def match_times(left: list[int], right: list[int], tolerance: int = DEFAULT_TOLERANCE
                 ) -> list[tuple[int, int]]:
-    """One-to-one nearest-time pairing of two sources' plays of one track.
+    """One-to-one pairing of two sources' plays of one track, as the archive does it
+    (``assign``): the most pairs within the tolerance, then the least total gap.
 
-    Returns index pairs (i, j). Greedy by smallest gap first, which is what the archive
-    does incrementally; exposed for tests and for callers comparing two lists.
+    Returns index pairs (i, j); exposed for tests and for callers comparing two lists.
     """
-    gaps = sorted(
-        (abs(a - b), i, j)
-        for i, a in enumerate(left)
-        for j, b in enumerate(right)
-        if abs(a - b) <= tolerance
-    )
-    used_l: set[int] = set()
-    used_r: set[int] = set()
-    pairs = []
-    for _, i, j in gaps:
-        if i not in used_l and j not in used_r:
-            used_l.add(i)
-            used_r.add(j)
-            pairs.append((i, j))
-    return sorted(pairs)
+    order = sorted(range(len(left)), key=lambda i: left[i])
+    cands = [Candidate(j, b) for j, b in enumerate(right)]
+    pairs = [(abs(left[i] - c.listened_at), c.listen_id, k, c)
+             for k, i in enumerate(order) for c in cands
+             if abs(left[i] - c.listened_at) <= tolerance]
+    return sorted((order[k], c.listen_id) for k, c in assign(pairs).items())

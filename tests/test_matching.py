@@ -321,13 +321,52 @@ def test_candidate_index_finds_free_candidates_within_the_tolerance() -> None:
     assert index.within(2000, 7, None, 300) == []
 
 
-def test_assign_is_one_to_one_smallest_gap_first() -> None:
+def test_assign_pairs_as_many_as_it_can_then_the_nearest() -> None:
     a, b = Candidate(1, 100), Candidate(2, 400)
     # record 0 at t=0, record 1 at t=90, record 2 at t=200; both candidates in reach
     pairs = [(100, 1, 0, a), (10, 1, 1, a), (100, 1, 2, a), (200, 2, 2, b)]
     chosen = assign(pairs)
-    assert chosen == {1: a, 2: b}
+    assert chosen == {1: a, 2: b}  # two pairs either way: the smaller gaps (210, not 300)
     assert a.taken and b.taken
+
+
+def test_match_times_keeps_a_steady_offset_on_a_song_on_repeat() -> None:
+    # one service stamps each play 200 s after the other (its end, not its start): each
+    # play's record is 40 s from the next play's other record, 200 s from its own
+    assert match_times([0, 240, 480], [200, 440, 680]) == [(0, 0), (1, 1), (2, 2)]
+    assert match_times([480, 0, 240], [680, 200, 440]) == [(0, 0), (1, 1), (2, 2)]
+    # a 180 s song, 100 s apart, 40 times over
+    plays = [i * 180 for i in range(40)]
+    assert match_times(plays, [t + 100 for t in plays]) == [(i, i) for i in range(40)]
+    # more pairs is not everything: with one play each, still the nearest
+    assert match_times([0, 240], [200]) == [(1, 0)]
+
+
+@pytest.mark.parametrize("first", [LASTFM, LB], ids=["lastfm-first", "listenbrainz-first"])
+def test_a_song_on_repeat_stamped_a_steady_offset_apart_is_each_play_once(
+        archive: Archive, first: Account) -> None:
+    """The audit's case: Last.fm at +0/+240/+480, ListenBrainz 200 s later. Smallest gap
+    first paired each ListenBrainz play with the next Last.fm one, stranding two: four
+    listens for three plays, and an export sent the fourth to each service."""
+    plays = {LASTFM: [rec(T), rec(T + 240), rec(T + 480)],
+             LB: [rec(T + 200), rec(T + 440), rec(T + 680)]}
+    second = LB if first == LASTFM else LASTFM
+    archive.save_records(first, plays[first])
+    saved = archive.save_records(second, plays[second])
+    assert (saved.new, saved.merged) == (0, 3)
+    assert archive.count() == 3
+    assert attached(archive, second) == {
+        s.listened_at: f.listened_at for s, f in zip(plays[second], plays[first])}
+    assert list(archive.missing_for(LASTFM)) == list(archive.missing_for(LB)) == []
+
+
+def test_a_group_too_big_to_weigh_is_matched_smallest_gap_first(
+        archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scrobbler_cli.matching.MAX_CELLS", 8)
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
+    saved = archive.save_records(LB, [rec(T + 200), rec(T + 440), rec(T + 680)])
+    assert (saved.new, saved.merged) == (1, 2)  # one to one still, but not the best
+    assert attached(archive, LB) == {T + 200: T + 240, T + 440: T + 480, T + 680: T + 680}
 
 
 def test_a_repeat_never_takes_the_candidate_a_new_record_needs(archive: Archive) -> None:
