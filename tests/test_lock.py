@@ -130,3 +130,48 @@ def test_writers_meet_at_one_lock_through_a_symbolic_link(db: Path, tmp_path: Pa
             Archive(link, lock_wait=0.1)
         with pytest.raises(ArchiveBusy):  # another spelling of the same path
             Archive(tmp_path / "elsewhere" / ".." / db.name, lock_wait=0.1)
+
+
+def test_an_export_dry_run_reads_without_the_lock(scrob_proc, holder, db: Path) -> None:
+    """A dry run writes nothing: it answers during a sync as `listens` does, instead of
+    waiting for the lock and giving up with exit 5."""
+    started = time.monotonic()
+    dry = scrob_proc("--db", str(db), "export", "listenbrainz", "--user", "bob",
+                     "--dry-run", "--json", env={"SCROB_LOCK_WAIT": "20"}, timeout=60)
+    assert time.monotonic() - started < 15
+    assert dry.code == 0, dry.err
+    assert sorted(row["track"] for row in dry.ndjson()) == ["Nude", "Reckoner"]  # type: ignore[index]
+
+
+NEW_ARCHIVE_HOLDER = """
+import sys, time
+from pathlib import Path
+from scrobbler_cli.archive.lock import WriteLock
+# a first sync that has just taken the lock and made the file, its tables not yet written
+lock = WriteLock(Path(sys.argv[1]))
+lock.acquire()
+Path(sys.argv[1]).touch()
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_reader_of_an_archive_being_created_answers_at_once(scrob_proc, tmp_path: Path
+                                                              ) -> None:
+    path = tmp_path / "new.db"
+    proc = subprocess.Popen([sys.executable, "-c", NEW_ARCHIVE_HOLDER, str(path)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        stats = scrob_proc("--db", str(path), "stats", "--json", timeout=60)
+        assert time.monotonic() - started < 5  # it waited 10 s for the whole sync
+        assert stats.code == 5 and stats.out == ""
+        assert "being created by another scrob" in stats.err and "Traceback" not in stats.err
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    # the same empty file with nobody at work: an archive with no listens yet
+    stats = scrob_proc("--db", str(path), "stats", "--json", timeout=60)
+    assert stats.code == 0, stats.err
+    assert stats.json()["total_listens"] == 0  # type: ignore[index]

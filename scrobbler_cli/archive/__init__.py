@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from orjson import dumps
 
-from ..errors import ArchiveError
+from ..errors import ArchiveBusy, ArchiveError
 from ..matching import DEFAULT_TOLERANCE, Candidate, CandidateIndex, assign
 from ..models import Account, Listen, SaveResult, SourceRecord
 from ..normalize import SEP, name_key, track_key
@@ -228,7 +228,18 @@ class Archive:
         if self.readonly:
             # An older archive: migrate it under the write lock, then read.
             self.conn.close()
-            Archive(self.path, tolerance=self.tolerance).close()
+            try:
+                Archive(self.path, tolerance=self.tolerance,
+                        lock_wait=0.0 if version == 0 else DEFAULT_WAIT).close()
+            except ArchiveBusy:
+                if version:
+                    raise
+                # No schema yet and a writer at work: a first sync or import has just
+                # made the file and is writing its tables (it holds the lock until it
+                # ends, so waiting would not help).
+                raise ArchiveError(f"the archive {self.path} is being created by another "
+                                   "scrob (a first sync or import)",
+                                   hint="try again in a moment") from None
             self.conn = self._connect()
             return
         Database, migrations = _migration_tools()

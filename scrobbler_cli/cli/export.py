@@ -43,7 +43,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
             items.append(item)
 
     try:
-        with st.archive(create=False) as archive, render.progress(
+        with st.archive(create=False, readonly=dry_run) as archive, render.progress(
                 f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
             check_source(archive, source)
             report = export_listens(archive, cfg, ExportOptions(
