@@ -120,10 +120,11 @@ def fail_after(lb: FakeListenBrainz, monkeypatch: pytest.MonkeyPatch, path_suffi
     return seen
 
 
-def ctrl_c(args: list[str], ready: Callable[[], bool], settle: float = 0.0
-           ) -> tuple[int, str, str]:
+def ctrl_c(args: list[str], ready: Callable[[], bool], settle: float = 0.0,
+           sig: int = signal.SIGINT) -> tuple[int, str, str]:
     """Run ``scrob ARGS`` in its own process group, as a shell runs a job, and press
-    Ctrl-C (SIGINT to the group) once ``ready()``: its exit code, stdout and stderr."""
+    Ctrl-C (SIGINT to the group; or ``sig``) once ``ready()``: its exit code, stdout and
+    stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "scrobbler_cli", *args], cwd=ROOT,
                             env=os.environ.copy(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -132,7 +133,7 @@ def ctrl_c(args: list[str], ready: Callable[[], bool], settle: float = 0.0
         time.sleep(0.005)
     time.sleep(settle)
     assert proc.poll() is None, "the command ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err
 
@@ -801,16 +802,21 @@ def test_a_token_no_server_could_take_is_a_credentials_error_before_any_request(
         assert lb.request_log == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_mid_sync_exits_130_with_one_line_and_loses_nothing(
-        lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+        lb: FakeListenBrainz, env: dict[str, str], db: Path, sig: int) -> None:
+    """Ctrl-C, or SIGTERM from a timeout (cron's `timeout`, systemd stopping the unit),
+    which used to end the sync silently."""
     lb.add_listens("Alice", [(T0 + i * 60, f"Artist {i % 7}", f"Track {i}")
                              for i in range(12_000)])
     lb.latency = 0.02
     expected = server_listens(lb)
     command = [sys.executable, "-m", "scrobbler_cli", "sync", "listenbrainz", "--json"]
-    code, out, err = ctrl_c(command[3:], lambda: len(lb.requests_to("/listens")) >= 10)
+    code, out, err = ctrl_c(command[3:], lambda: len(lb.requests_to("/listens")) >= 10,
+                            sig=sig)
     assert code == 130
-    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+    said = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err
     assert "what was done before it is kept" in err
     (report,) = (json.loads(line) for line in out.splitlines())  # its summary, all the same
     cursor = cursor_of(db)

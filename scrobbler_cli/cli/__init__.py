@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(f"scrob {__version__}\n")
         sys.exit(0)
     collect_rarely()
+    if argv is None:  # the process's own: a timeout's SIGTERM stops it as Ctrl-C does
+        import signal
+
+        signal.signal(signal.SIGTERM, _terminate)
     code = run(args)
     if argv is None:  # the process's own command line: nothing runs after this
         leave(code)
@@ -143,6 +147,20 @@ def main(argv: list[str] | None = None) -> None:
 
 _INTERRUPTED = ("interrupted; what was done before it is kept, nothing half-written; run "
                 "the command again to go on")
+_terminated = False
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (cron's `timeout`, systemd stopping a unit): stop as Ctrl-C does, so what
+    is held is saved, the summary printed and the exit code 130, not a silent death."""
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> str:
+    return ("terminated (SIGTERM)" + _INTERRUPTED[len("interrupted"):] if _terminated
+            else _INTERRUPTED)
 
 
 def run(args: list[str]) -> int:
@@ -179,7 +197,7 @@ def run(args: list[str]) -> int:
     try:
         result = command.main(args=args, prog_name="scrob", standalone_mode=False)
         if result == 130:  # Typer turns Ctrl-C into a bare exit code: say what happened
-            error(_INTERRUPTED)
+            error(_interrupted())
         return result if isinstance(result, int) else 0
     except SystemExit as exc:
         # click answers a closed stdout (`scrob listens | head`) with sys.exit(1)
@@ -202,7 +220,7 @@ def run(args: list[str]) -> int:
         code = int(getattr(exc, "exit_code", 2))
         return code if code not in (0, 1) else 2
     except aborts:
-        error(_INTERRUPTED)
+        error(_interrupted())
         return 130
     except ScrobError as exc:
         if _state.verbose:
