@@ -94,19 +94,17 @@ def assign(pairs: list[tuple[int, int, int, Candidate]]) -> dict[int, Candidate]
     for idx in sorted(by_record):
         if idx in done:
             continue
-        # the records and listens connected to this one through their pairs
-        group = list(by_record[idx])
-        linked, todo = {idx}, list({p[1] for p in group})
-        seen = set(todo)
+        # the records connected to this one through the listens they share, and their pairs
+        linked, group, reached = {idx}, [], set()
+        todo = [idx]
         while todo:
-            for pair in by_listen[todo.pop()]:
-                if pair[2] not in linked:
-                    linked.add(pair[2])
-                    for more in by_record[pair[2]]:
-                        group.append(more)
-                        if more[1] not in seen:
-                            seen.add(more[1])
-                            todo.append(more[1])
+            for pair in by_record[todo.pop()]:
+                group.append(pair)
+                if pair[1] not in reached:
+                    reached.add(pair[1])
+                    fresh = {p[2] for p in by_listen[pair[1]]} - linked
+                    linked |= fresh
+                    todo.extend(fresh)
         done |= linked
         chosen.update(_best(group, linked))
     for cand in chosen.values():

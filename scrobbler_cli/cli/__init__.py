@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-_INTERRUPTED = ("interrupted; what was done before it is kept, nothing half-written; run "
-                "the command again to go on")
+_KEPT = "what was done before it is kept, nothing half-written; run the command again to go on"
 _terminated = False
 
 
@@ -159,8 +158,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _interrupted() -> str:
-    return ("terminated (SIGTERM)" + _INTERRUPTED[len("interrupted"):] if _terminated
-            else _INTERRUPTED)
+    return f"{'terminated (SIGTERM)' if _terminated else 'interrupted'}; {_KEPT}"
 
 
 def run(args: list[str]) -> int:
