@@ -3,7 +3,8 @@
 Candidates come from ``Archive.missing_for`` (the archive's matching decides what the
 target already has, and pushes already accepted are never sent twice); each service's
 engine applies its own rules (batch sizes, what it accepts) and records a push only
-after the service accepted it.
+after the service accepted it. What the archive knows of the target stops at its last
+sync, so candidates too close to that or newer are held back until a later one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class ExportOptions:
     mine: tuple[Account, ...] = ()
     #: the archive's accounts that are someone else's, from ``mine`` (``export_listens``)
     foreign: tuple[Account, ...] = ()
+    #: candidates from this time on are held back for a run after the next sync of the
+    #: target (``hold_from``; set by ``export_listens``)
+    hold_from: int | None = None
     dry_run: bool = False
     on_item: Callable[[dict[str, Any]], None] | None = None
     on_progress: Callable[[Progress], None] | None = None
@@ -49,23 +53,34 @@ def export_listens(archive: Archive, config: ServiceConfig,
     """
     options = options or ExportOptions()
     service = engine(config.service)
-    if config.user and not options.dry_run:
-        target = service.account_for(config.user)
-        if archive.get_cursor(target) is None:
-            partly = target in archive.known_accounts()  # synced with --since only
-            raise UsageError(
-                f"{target.source} has "
-                + ("only been synced from a --since date" if partly else "never been synced")
-                + ", so scrob cannot tell what it already has",
-                hint=f"run `scrob sync {config.service} --user {target.name}` first"
-                     + (" (without --since: that syncs it in full)" if partly else "")
-                     + " (or try --dry-run)")
+    target = service.account_for(config.user) if config.user else None
+    if target is not None and not options.dry_run and archive.get_cursor(target) is None:
+        partly = target in archive.known_accounts()  # synced with --since only
+        raise UsageError(
+            f"{target.source} has "
+            + ("only been synced from a --since date" if partly else "never been synced")
+            + ", so scrob cannot tell what it already has",
+            hint=f"run `scrob sync {config.service} --user {target.name}` first"
+                 + (" (without --since: that syncs it in full)" if partly else "")
+                 + " (or try --dry-run)")
     if options.mine:
         options = replace(options, foreign=tuple(foreign_accounts(archive, options.mine)))
         if options.foreign and options.log:
             options.log("not pushing what only these accounts saw (not yours): "
                         + ", ".join(a.source for a in options.foreign))
+    if target is not None:
+        options = replace(options, hold_from=hold_from(archive, target))
     return service.export(archive, config, options)
+
+
+def hold_from(archive: Archive, target: Account) -> int | None:
+    """From when on a candidate is held back (counted, not sent) until a later sync of
+    ``target``: a listen within the match tolerance of the target's cursor, or later,
+    could match one the target gained after that sync, such as a play that reached both
+    services (``sync listenbrainz; export lastfm``). None when the target was never
+    synced (a dry run: then everything looks missing anyway)."""
+    cursor = archive.get_cursor(target)
+    return None if cursor is None else cursor - archive.tolerance + 1
 
 
 def foreign_accounts(archive: Archive, mine: tuple[Account, ...]) -> list[Account]:

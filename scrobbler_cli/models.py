@@ -134,6 +134,9 @@ class ExportReport:
     requests: int = 0
     too_old: int = 0
     remaining: int = 0
+    #: candidates newer than the target's last sync (less the match tolerance), kept
+    #: for a run after the next sync: the target may have gained them meanwhile
+    held_back: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # why it stopped, when it failed part-way
 
@@ -145,6 +148,7 @@ class ExportReport:
             "already_there": self.already_there,
             "rejected": self.rejected,
             "requests": self.requests,
+            "held_back": self.held_back,
         }
         if self.too_old or self.target.startswith("lastfm"):
             out["too_old"] = self.too_old

@@ -25,7 +25,7 @@ from scrobbler_cli.archive import Archive
 from scrobbler_cli.archive.writer import Saver
 from scrobbler_cli.engines import listenbrainz as engine
 from scrobbler_cli.errors import CredentialsError, ServiceError, ServiceUnavailable
-from scrobbler_cli.export import ExportOptions
+from scrobbler_cli.export import ExportOptions, export_listens
 from scrobbler_cli.models import Account, ServiceConfig, SourceRecord, SyncReport
 from scrobbler_cli.services.http import Http
 from scrobbler_cli.services.listenbrainz import (
@@ -126,7 +126,8 @@ def test_walk_ties_across_a_page_boundary_all_arrive() -> None:
 def test_walk_commits_a_cursor_one_second_before_a_full_pages_newest() -> None:
     server = StubServer([T0 + i for i in range(25)])
     _, steps = run_walk(server, count=10)
-    assert [c for _, c in steps] == [T0 + 8, T0 + 17, T0 + 24]
+    # the last page is short: nothing more below the walk's upper bound
+    assert [c for _, c in steps] == [T0 + 8, T0 + 17, 2_000_000_000 - 1]
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -178,7 +179,7 @@ def test_walk_ends_with_a_warning_when_a_second_holds_more_than_two_pages() -> N
     seen, steps = run_walk(server, count=10, log=log)
     assert len(set(seen)) == 21  # 10 from each end of the second, and the last listen
     assert any("at least 20 listens share the second" in line for line in log)
-    assert steps[-1][1] == T0 + 9
+    assert steps[-1][1] == 2_000_000_000 - 1
     assert len(server.calls) <= 5
 
 
@@ -193,7 +194,8 @@ def test_walk_with_a_server_that_pages_by_fewer_than_asked() -> None:
 
 def test_walk_of_an_empty_history_asks_once() -> None:
     server = StubServer([])
-    assert run_walk(server) == ([], [])
+    # one page with no records, whose cursor says the whole range is empty
+    assert run_walk(server) == ([], [(set(), 2_000_000_000 - 1)])
     assert len(server.calls) == 1
 
 
@@ -250,6 +252,16 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "connect", connect)
 
 
+#: the sync tests' "now": a complete sync leaves the cursor there
+CLOCK = T0 + 400 * DAY
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(engine, "NOW", lambda: CLOCK)
+    return CLOCK
+
+
 @pytest.fixture
 def archive() -> Iterator[Archive]:
     with Archive(":memory:") as db:
@@ -273,12 +285,13 @@ def on_server(fake: FakeListenBrainz, user: str = "alice") -> list[tuple[int, st
                   for x in fake.listens(user))
 
 
-def test_sync_pages_with_ties_keeps_msid_and_raw(fake: FakeListenBrainz,
-                                                   archive: Archive) -> None:
+def test_sync_pages_with_ties_keeps_msid_and_raw(fake: FakeListenBrainz, archive: Archive,
+                                                   clock: int) -> None:
     fake.add_listens("alice", [(T0 + i // 4, "Artist", f"Track {i}") for i in range(2600)])
     report = engine.sync(archive, cfg(fake), SyncOptions())
     assert archived(archive) == on_server(fake)
-    assert (report.new, report.complete, report.cursor) == (2600, True, T0 + 649)
+    # complete up to the moment the sync started, not just to the newest listen
+    assert (report.new, report.complete, report.cursor) == (2600, True, clock)
     assert report.fetched == report.new + report.duplicates
     msids = {x["recording_msid"] for x in fake.listens("alice")}
     rows = archive.conn.execute("SELECT remote_id, raw FROM sources").fetchall()
@@ -286,11 +299,13 @@ def test_sync_pages_with_ties_keeps_msid_and_raw(fake: FakeListenBrainz,
     assert all('"recording_msid"' in r[1] and '"user_name":"alice"' in r[1] for r in rows)
 
 
-def test_sync_again_fetches_only_the_lookback(fake: FakeListenBrainz, archive: Archive) -> None:
-    fake.add_listens("alice", [(T0 + i * 3600, "A", f"T{i}") for i in range(24 * 60)])
+def test_sync_again_fetches_only_the_lookback(fake: FakeListenBrainz, archive: Archive,
+                                              clock: int) -> None:
+    # hourly for 60 days, the last one in the sync's own second
+    fake.add_listens("alice", [(clock - i * 3600, "A", f"T{i}") for i in range(24 * 60)])
     engine.sync(archive, cfg(fake), SyncOptions())
     cursor = archive.get_cursor(LB)
-    assert cursor is not None
+    assert cursor == clock
     fake.request_log.clear()
     again = engine.sync(archive, cfg(fake), SyncOptions())
     assert (again.new, again.duplicates) == (0, 14 * 24 + 1)
@@ -298,8 +313,22 @@ def test_sync_again_fetches_only_the_lookback(fake: FakeListenBrainz, archive: A
     assert not fake.requests_to("/listen-count")  # a delta needs no total
 
 
+def test_a_complete_sync_moves_the_cursor_to_its_start_on_a_silent_account(
+        fake: FakeListenBrainz, archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the cursor says "complete up to here": a month with no new listens is complete too
+    fake.add_listens("alice", [(T0 + i * 600, "A", f"T{i}") for i in range(30)])
+    monkeypatch.setattr(engine, "NOW", lambda: CLOCK)
+    engine.sync(archive, cfg(fake), SyncOptions())
+    assert archive.get_cursor(LB) == CLOCK
+    monkeypatch.setattr(engine, "NOW", lambda: CLOCK + 30 * DAY)
+    fake.request_log.clear()
+    report = engine.sync(archive, cfg(fake), SyncOptions())
+    assert (report.fetched, report.cursor) == (0, CLOCK + 30 * DAY)
+    assert fake.requests_to("/listens")[0].query["min_ts"] == str(CLOCK - 14 * DAY - 1)
+
+
 def test_back_dated_listens_within_the_lookback_arrive(fake: FakeListenBrainz,
-                                                       archive: Archive) -> None:
+                                                       archive: Archive, clock: int) -> None:
     fake.add_listens("alice", [(T0 + i * 600, "A", f"T{i}") for i in range(3000)])
     engine.sync(archive, cfg(fake), SyncOptions())
     cursor = archive.get_cursor(LB)
@@ -326,13 +355,13 @@ def test_full_walks_everything_again_without_duplicates(fake: FakeListenBrainz,
 
 
 def test_since_later_than_the_cursor_does_not_move_it(fake: FakeListenBrainz,
-                                                       archive: Archive) -> None:
+                                                       archive: Archive, clock: int) -> None:
     fake.add_listens("alice", [(T0 + i * DAY, "A", f"T{i}") for i in range(100)])
     report = engine.sync(archive, cfg(fake), SyncOptions(since=T0 + 50 * DAY))
     assert report.new == 50
     assert report.cursor is None  # nothing before --since was read: no claim made
     assert engine.sync(archive, cfg(fake), SyncOptions()).new == 50
-    assert archive.get_cursor(LB) == T0 + 99 * DAY
+    assert archive.get_cursor(LB) == clock
 
 
 def test_progress_total_comes_from_the_listen_count(fake: FakeListenBrainz,
@@ -486,6 +515,35 @@ def test_export_sends_what_the_account_lacks_in_batches_of_1000(
     body = submits(fake)[0].body
     assert body.startswith(b'{"listen_type":"import","payload":[')
     assert len(fake.listens("alice")) == 2500
+
+
+def test_export_holds_back_what_the_account_may_have_gained_since_its_sync(
+        fake: FakeListenBrainz, archive: Archive) -> None:
+    """The archive knows the account up to its cursor: a listen that could match one the
+    account got after that sync (within the tolerance of the cursor, or later) waits for
+    the next sync instead of risking a second copy there."""
+    synced = NOW - 3600
+    archive.set_cursor(LB, synced)
+    lastfm = Account("lastfm", "alice")
+    seed(archive, [rec(synced - 400, track="Long known"),
+                   rec(synced - 200, track="Near the sync"),
+                   rec(synced + 100, track="After the sync"),
+                   rec(synced + 200, "Nul\x00Byte", "Invalid"),  # rejected, not held
+                   rec(NOW + 3 * 3600, track="Hours ahead")],    # rejected: the future
+         account=lastfm)
+    report = export_listens(archive, cfg(fake), ExportOptions())
+    assert (report.candidates, report.submitted, report.held_back, report.rejected) == (
+        5, 1, 2, 2)
+    assert [x["track_metadata"]["track_name"] for x in fake.listens("alice")] == ["Long known"]
+    assert report.as_json()["held_back"] == 2
+    # once a later sync has seen the account past them, they go
+    archive.set_cursor(LB, NOW)
+    again = export_listens(archive, cfg(fake), ExportOptions())
+    assert (again.submitted, again.held_back) == (2, 0)
+    # a dry run holds back the same way: it shows what a real run would send
+    archive.save_records(lastfm, [rec(NOW - 10, track="Just now")])
+    dry = export_listens(archive, cfg(fake), ExportOptions(dry_run=True))
+    assert (dry.submitted, dry.held_back) == (0, 1)
 
 
 def test_batches_also_respect_the_byte_limit(fake: FakeListenBrainz, archive: Archive,

@@ -34,7 +34,7 @@ LB = Account("listenbrainz", "alice")
 SUMMARY_KEYS = {"service", "user", "fetched", "new", "duplicates", "requests", "cursor",
                 "complete"}
 EXPORT_KEYS = {"target", "candidates", "submitted", "already_there", "rejected", "requests",
-               "too_old"}  # cli.md: Last.fm reports too_old, even when it is 0
+               "too_old", "held_back"}  # cli.md: Last.fm reports too_old, even when it is 0
 
 
 @pytest.fixture
@@ -376,7 +376,8 @@ def test_export_then_reexport_sends_nothing(with_session: FakeLastfm, scrob: Any
     lb_listens([NOW - 2 * DAY + 60 * i for i in range(75)])
     report = export_json(scrob)
     assert report == {"target": "lastfm:alice", "candidates": 75, "submitted": 75,
-                      "already_there": 100, "rejected": 0, "requests": 3, "too_old": 0}
+                      "already_there": 100, "rejected": 0, "requests": 3, "too_old": 0,
+                      "held_back": 0}
     again = export_json(scrob)
     assert (again["candidates"], again["submitted"], again["requests"]) == (0, 0, 0)
     # once synced back, Last.fm's own records stand for the pushed plays

@@ -88,6 +88,10 @@ def _summary(r: object, dry_run: bool) -> str:
         text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(r.reasons.items())) + ")"
     if r.remaining:
         text += f"; {r.remaining:,} left for a later run"
+    if r.held_back:
+        service = r.target.split(":", 1)[0]
+        text += (f"; {r.held_back:,} held back: newer than {r.target}'s last sync, which "
+                 f"may have them already (run `scrob sync {service}`, then export again)")
     return text + f"; {render.count(r.requests, 'request')}"
 
 
@@ -97,9 +101,11 @@ def export_listenbrainz(user: User = None, since: Since = None, until: Until = N
                         json_: Json = False) -> None:
     """Push archived listens that the ListenBrainz account lacks (listen type import).
 
-    What the account has is judged from the archive, so sync it first. Batches are as
-    large as the server allows; listens the server would reject are reported and never
-    block the others. Running it twice submits nothing the second time.
+    What the account has is judged from the archive, so sync it first. Listens newer than
+    its last sync less the match tolerance (300 s by default) are held back (held_back)
+    until a later sync shows whether it has them. Batches are as large as the server
+    allows; listens the server would reject are reported and never block the others.
+    Running it twice submits nothing the second time.
     """
     _run("listenbrainz", user, since, until, source, dry_run, json_)
 
@@ -109,9 +115,11 @@ def export_lastfm(user: User = None, since: Since = None, until: Until = None,
                   source: Source = None, dry_run: DryRun = False, json_: Json = False) -> None:
     """Push archived listens that the Last.fm account lacks (track.scrobble, 50 a request).
 
-    Last.fm only accepts scrobbles from the last 14 days: older listens are counted as
-    too_old, not sent. On the daily scrobble cap it stops and reports how many remain;
-    a later run continues.
+    What the account has is judged from the archive, so sync it first. Listens newer than
+    its last sync less the match tolerance (300 s by default) are held back (held_back)
+    until a later sync shows whether it has them. Last.fm only accepts scrobbles from the
+    last 14 days: older listens are counted as too_old, not sent. On the daily scrobble cap
+    it stops and reports how many remain; a later run continues.
     """
     _run("lastfm", user, since, until, source, dry_run, json_)
 

@@ -6,7 +6,9 @@ pass on the server, none of the window-growth skips of api-notes A5.2) and ``cou
 before the page's newest listen: every listen of that second arrives again and dedup
 absorbs the overlap. Each page is committed with the last second known complete as the
 cursor (pages that arrive within half a second of each other share a commit), so a sync
-killed at any instant resumes with no gap and no duplicate.
+killed at any instant resumes with no gap and no duplicate. A walk that reaches the end
+leaves the cursor at the moment the sync started (cli.md: complete up to there), which is
+what export needs to know which listens the account may have gained since.
 
 Export sends what the archive says the account lacks, checked locally first so one bad
 listen never sinks a batch, in ``import`` batches of at most 1000 listens and the byte
@@ -75,6 +77,8 @@ SERVICE = "listenbrainz"
 TOKEN_HINT = ("run `scrob auth listenbrainz`, or set SCROB_LISTENBRAINZ_USER and "
               "SCROB_LISTENBRAINZ_TOKEN")
 
+#: The clock a sync's cursor and export's time checks read (tests set it).
+NOW: Callable[[], float] = time.time
 #: How far before the cursor a delta sync reads again for back-dated listens.
 DEFAULT_LOOKBACK = 14 * 86400
 #: ``max_ts`` is fixed at sync start plus this: the server accepts listens up to an hour
@@ -150,7 +154,8 @@ def walk(
     Yields ``(page, fetched)``: ``page.cursor`` is the last second every listen of which
     (as far as the server can return them) is on this page or an earlier one, so it is
     safe to commit with the page; ``fetched`` counts the listens the server sent,
-    including unusable ones that were skipped.
+    including unusable ones that were skipped. The last page (a short one, or an empty
+    one with no records) has ``max_ts - 1``: the server had nothing more below it.
 
     The server returns the oldest ``count`` listens inside the strict bounds. After a
     full page the listens of its newest second may be cut off, so the next request
@@ -172,7 +177,10 @@ def walk(
             for reason in page.skipped:
                 log(f"skipped a listen ListenBrainz sent: {reason}")
         newest = page.newest_ts
-        if page.count <= 0 or newest is None:
+        if page.count <= 0:
+            yield Page([], cursor=max_ts - 1), 0
+            return
+        if newest is None:  # listens with no time at all: nothing can be claimed
             return
         if page.oldest_ts is not None and (page.oldest_ts < min_ts or newest > max_ts):
             # (a listen at a bound itself is let through: a server with inclusive bounds
@@ -191,7 +199,7 @@ def walk(
             if log:
                 log(f"the server returns at most {size} listens a request")
         if not full:
-            yield Page(page.records, cursor=newest), page.count
+            yield Page(page.records, cursor=max_ts - 1), page.count
             return
         if newest - 1 > min_ts:
             yield Page(page.records, cursor=newest - 1), page.count
@@ -281,7 +289,7 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     assert config.user is not None
     account = account_for(config.user)
     report = SyncReport(service=SERVICE, user=account.name)
-    started = int(time.time())
+    started = int(NOW())
     upper = started + FUTURE_ALLOWANCE
     prior = archive.get_cursor(account)
     start, contiguous = _start(options, prior)
@@ -296,17 +304,16 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
                     saver.expect(total)
                 for group in _groups(walk(client, config.user, start, upper, log=options.log)):
                     records = [r for page, _ in group for r in page.records]
-                    cursor = group[-1][0].cursor  # pages come in time order: the last one's holds
-                    saver.save(account, records, cursor=cursor if contiguous else None)
+                    # pages come in time order: the last one's cursor holds, up to the
+                    # sync's start (a listen stamped later may still be submitted)
+                    last = group[-1][0].cursor
+                    saver.save(account, records, cursor=min(last, started)
+                               if contiguous and last is not None else None)
                     report.fetched += sum(fetched for _, fetched in group)
                     if options.on_progress:
                         options.on_progress(Progress(
                             report.fetched, None if total is None else max(total, report.fetched),
                             report.fetched))
-            if contiguous and prior is None and report.fetched == 0:
-                # A first walk that found no listens at all: the account was empty when the
-                # sync started. Saying so lets export tell "empty" from "never synced".
-                archive.set_cursor(account, started)
             report.complete = True
     finally:
         report.requests = client.http.requests
@@ -547,7 +554,7 @@ def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
             target: Account, report: ExportReport) -> ExportReport:
     report.already_there = archive.count_present(target, since=options.since,
                                                  until=options.until, source=options.source)
-    now = int(time.time())
+    now = int(NOW())
     client: ListenBrainzClient | None = None
     sender: _Sender | None = None
     ids: deque[int] = deque()
@@ -563,6 +570,9 @@ def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
                 if options.log:
                     options.log(f"not sending {listen.listened_at} {listen.artist!r} - "
                                 f"{listen.track!r}: {reason}")
+                continue
+            if options.hold_from is not None and listen.listened_at >= options.hold_from:
+                report.held_back += 1  # the account may have gained it since its sync
                 continue
             ids.append(listen.id)
             if options.dry_run:
