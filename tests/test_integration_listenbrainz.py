@@ -423,6 +423,29 @@ def test_sync_all_goes_on_past_an_account_whose_api_root_is_a_typo(
     assert len(archived(db)) == 5
 
 
+def test_sync_all_with_user_reads_that_name_on_each_configured_service(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lb.add_listens("Alice", [(T0 + i, "A", f"T{i}") for i in range(3)])
+    lb.add_user("Carol")
+    lb.add_listens("Carol", [(T0 + i * 600, "C", f"on LB {i}") for i in range(4)])
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("alice", [(T0 + 7, "A", "mine", "Album")])
+        fm.add_scrobbles("carol", [(T0 + 9 * DAY + i * 600, "C", f"on Last.fm {i}", "Album")
+                                   for i in range(2)])
+        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+        monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
+        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+        result = scrob("sync", "all", "--user", "Carol", "--json")
+        assert result.code == 0, result.err
+        assert {(r["service"], r["user"], r["new"]) for r in result.ndjson()} == {
+            ("lastfm", "carol", 2), ("listenbrainz", "carol", 4)}
+        empty = scrob("sync", "all", "--user", "")
+    assert empty.code == 2 and "no account name given" in empty.err
+    assert archived(db) == [] and len(archived(db, "carol")) == 4  # alice was not read
+    assert cursor_of(db, "lastfm", "carol") is not None and cursor_of(db) is None
+
+
 def test_both_services_seeing_the_same_plays_are_counted_once(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,13 @@ User = Annotated[
     typer.Option("--user", metavar="NAME", callback=_user,
                  help="The account to use instead of the configured one."),
 ]
+#: ``sync all --user``: one name for every service synced
+UserOnEach = Annotated[
+    str | None,
+    typer.Option("--user", metavar="NAME", callback=_user,
+                 help="Read this account name on each of those services instead of the "
+                      "configured ones (someone who has one name on both)."),
+]
 SOURCE_SERVICES = ("lastfm", "listenbrainz", "import")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import Json, Since, User
+from .options import Json, Since, User, UserOnEach
 
 Full = Annotated[bool, typer.Option(
     "--full", help="Walk the whole history again (still no duplicates).")]
@@ -154,8 +154,8 @@ def sync_listenbrainz(user: User = None, full: Full = False, since: Since = None
 
 
 @app.command("all")
-def sync_all(full: Full = False, since: Since = None, lookback: Lookback = None,
-             json_: Json = False) -> None:
+def sync_all(user: UserOnEach = None, full: Full = False, since: Since = None,
+             lookback: Lookback = None, json_: Json = False) -> None:
     """Sync every configured account, one summary each.
 
     One failing account does not stop the others; the exit code reports the failure.
@@ -167,7 +167,7 @@ def sync_all(full: Full = False, since: Since = None, lookback: Lookback = None,
     if not services:
         raise CredentialsError("no account is configured",
                                hint="run `scrob auth lastfm` or `scrob auth listenbrainz`")
-    _run(services, None, full, since, lookback, json_)
+    _run(services, user, full, since, lookback, json_)
 
 
 def register(root: typer.Typer) -> None:
