@@ -327,6 +327,75 @@ def test_a_complete_sync_moves_the_cursor_to_its_start_on_a_silent_account(
     assert fake.requests_to("/listens")[0].query["min_ts"] == str(CLOCK - 14 * DAY - 1)
 
 
+def test_an_import_of_older_history_is_read_in_full_by_the_next_sync(
+        fake: FakeListenBrainz, archive: Archive, clock: int) -> None:
+    """Listens older than any the account had (an import of years of history) are
+    beyond every lookback: the reply says the user's oldest listen moved back, and the
+    sync reads the whole history again."""
+    fake.add_listens("alice", [(clock - DAY + i * 60, "A", f"Now {i}") for i in range(50)])
+    engine.sync(archive, cfg(fake), SyncOptions())
+    fake.request_log.clear()
+    assert engine.sync(archive, cfg(fake), SyncOptions()).new == 0
+    assert len(fake.request_log) == 1  # nothing older: a delta costs what it did
+    fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(2500)])
+    fake.request_log.clear()
+    report = engine.sync(archive, cfg(fake), SyncOptions())
+    assert (report.new, report.complete, report.cursor) == (2500, True, clock)
+    assert archived(archive) == on_server(fake)
+    assert fake.requests_to("/listen-count")  # a whole walk, with its progress total
+    fake.request_log.clear()
+    assert engine.sync(archive, cfg(fake), SyncOptions()).fetched == 50  # a delta again
+    assert len(fake.request_log) == 1
+
+
+def test_an_account_empty_at_its_first_sync_then_given_old_history(
+        fake: FakeListenBrainz, archive: Archive, clock: int) -> None:
+    assert engine.sync(archive, cfg(fake), SyncOptions()).cursor == clock
+    fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(30)])
+    assert engine.sync(archive, cfg(fake), SyncOptions()).new == 30
+
+
+def test_an_unusable_oldest_listen_does_not_make_every_sync_a_whole_walk(
+        fake: FakeListenBrainz, archive: Archive, clock: int) -> None:
+    fake.add_listens("alice", [{"listened_at": T0, "track_metadata": {
+        "artist_name": "", "track_name": "", "additional_info": {}}}])
+    fake.add_listens("alice", [(clock - DAY + i * 60, "A", f"Now {i}") for i in range(5)])
+    assert engine.sync(archive, cfg(fake), SyncOptions()).new == 5  # (the blank one skipped)
+    fake.request_log.clear()
+    engine.sync(archive, cfg(fake), SyncOptions())
+    assert len(fake.request_log) == 1
+
+
+def test_a_whole_walk_for_older_history_stopped_part_way_goes_on_next_time(
+        fake: FakeListenBrainz, archive: Archive, clock: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.add_listens("alice", [(clock - DAY + i * 60, "A", f"Now {i}") for i in range(50)])
+    engine.sync(archive, cfg(fake), SyncOptions())
+    fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(5000)])
+    monkeypatch.setattr(engine, "GROUP_PAGES", 1)
+    real = archive.save_records
+    calls = {"n": 0}
+
+    def dies_on_the_fourth(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1  # the delta's page, then two pages of the whole walk
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(archive, "save_records", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        engine.sync(archive, cfg(fake), SyncOptions())
+    cursor = archive.get_cursor(LB)
+    assert cursor is not None and T0 < cursor < T0 + 5000 * 3600  # complete up to there only
+    monkeypatch.setattr(archive, "save_records", real)
+    fake.request_log.clear()
+    report = engine.sync(archive, cfg(fake), SyncOptions())
+    assert report.complete and archived(archive) == on_server(fake)
+    # it went on from where it stopped, not from the beginning again
+    first = fake.requests_to("/listens")[0].query["min_ts"]
+    assert int(first) == cursor - 14 * DAY - 1
+
+
 def test_back_dated_listens_within_the_lookback_arrive(fake: FakeListenBrainz,
                                                        archive: Archive, clock: int) -> None:
     fake.add_listens("alice", [(T0 + i * 600, "A", f"T{i}") for i in range(3000)])

@@ -195,6 +195,21 @@ def test_delta_sync_picks_up_back_dated_listens(
     assert "0 new" in text.err
 
 
+def test_a_delta_sync_reads_history_imported_before_everything_it_had(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    now = int(time.time())
+    lb.add_listens("Alice", [(now - DAY + i * 600, "A", f"Recent {i}") for i in range(20)])
+    assert scrob_proc("sync", "listenbrainz").code == 0
+    # years of older plays imported into ListenBrainz (a Spotify history, say)
+    lb.add_listens("Alice", [(T0 + i * DAY, "B", f"Imported {i}") for i in range(1500)])
+    result = scrob_proc("--verbose", "sync", "listenbrainz", "--json")
+    assert result.code == 0, result.err
+    (report,) = result.ndjson()
+    assert (report["new"], report["complete"]) == (1500, True)
+    assert "reading its whole history again" in result.err
+    assert archived(db) == server_listens(lb)
+
+
 def test_a_delta_sync_keeps_the_mbids_the_server_mapped_since(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
     start = int(time.time()) - 3 * DAY

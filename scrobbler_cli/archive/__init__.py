@@ -710,6 +710,37 @@ class Archive:
     def set_cursor(self, account: Account, cursor: int) -> None:
         self.save_records(account, [], cursor=cursor)
 
+    def rewind_cursor(self, account: Account, cursor: int, *,
+                      note: tuple[str, object] | None = None) -> None:
+        """Move ``account``'s cursor back to ``cursor`` (saving only ever moves it
+        forward), with ``note`` (a ``meta`` key and value) in the same transaction: the
+        account turned out to hold listens from before anything its last sync saw, so
+        the archive is complete for it only up to before them."""
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE cursors SET cursor = min(cursor, ?), updated_at = ?"
+                " WHERE service = ? AND account = ?",
+                (int(cursor), int(time.time()), account.service, account.name))
+            if note is not None:
+                self._set_note(*note)
+
+    def note(self, key: str) -> Any:
+        """A value an engine keeps about an account between syncs (table ``meta``)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_note(self, key: str, value: object) -> None:
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        with self.transaction():
+            self._set_note(key, value)
+
+    def _set_note(self, key: str, value: object) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                          " DO UPDATE SET value = excluded.value", (key, value))
+
     def last_id(self) -> int:
         """The largest listen id (0 for none): listens saved later are numbered above."""
         return self.conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0

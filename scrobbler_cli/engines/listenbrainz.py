@@ -50,6 +50,7 @@ from ..services.listenbrainz import (
     MAX_LISTEN_PAYLOAD_SIZE,
     MAX_LISTENS_PER_REQUEST,
     ListenBrainzClient,
+    ListensPage,
     SubmissionRejected,
     batches,
     listen_payload,
@@ -148,6 +149,7 @@ def walk(
     *,
     count: int = MAX_ITEMS_PER_GET,
     log: Log | None = None,
+    on_reply: Callable[[ListensPage], None] | None = None,
 ) -> Iterator[tuple[Page, int]]:
     """Every listen of ``user`` in ``(min_ts, max_ts)``, as pages oldest first.
 
@@ -164,7 +166,8 @@ def walk(
     same question again: that second is then read from both ends (ascending, and
     descending with ``max_ts`` = second + 1) and the walk moves past it. At most
     ``2 × count`` distinct listens of one second can be read that way; if a second
-    looks fuller than that, a warning goes to ``log``.
+    looks fuller than that, a warning goes to ``log``. ``on_reply`` sees every reply
+    (what it says of the user's whole history).
 
     Every request either ends the walk or moves ``min_ts`` forward, so it always ends; a
     server that answers with listens outside the bounds (ignoring them) is an error,
@@ -173,6 +176,8 @@ def walk(
     size = count  # the server's page size; lowered if a server turns out to cap lower
     while min_ts < max_ts - 1:
         page = client.listens(user, min_ts=min_ts, max_ts=max_ts, count=count)
+        if on_reply:
+            on_reply(page)
         if log:
             for reason in page.skipped:
                 log(f"skipped a listen ListenBrainz sent: {reason}")
@@ -290,36 +295,71 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     account = account_for(config.user)
     report = SyncReport(service=SERVICE, user=account.name)
     started = int(NOW())
-    upper = started + FUTURE_ALLOWANCE
     prior = archive.get_cursor(account)
     start, contiguous = _start(options, prior)
     client = connect(config, log=options.log)
     try:
         with keeping_partial(report):
-            total = _total(client, config.user, options.log) if start == FIRST_MIN_TS else None
-            if options.on_progress:
-                options.on_progress(Progress(0, total, 0))
-            with archive.saver(report.tally, log=options.log) as saver:
-                if total is not None:
-                    saver.expect(total)
-                for group in _groups(walk(client, config.user, start, upper, log=options.log)):
-                    records = [r for page, _ in group for r in page.records]
-                    # pages come in time order: the last one's cursor holds, up to the
-                    # sync's start (a listen stamped later may still be submitted)
-                    last = group[-1][0].cursor
-                    saver.save(account, records, cursor=min(last, started)
-                               if contiguous and last is not None else None)
-                    report.fetched += sum(fetched for _, fetched in group)
-                    if options.on_progress:
-                        options.on_progress(Progress(
-                            report.fetched, None if total is None else max(total, report.fetched),
-                            report.fetched))
+            oldest = _walk_into(archive, client, account, config.user, start, contiguous,
+                                started, report, options)
+            known = archive.note(_OLDEST + account.source)
+            if (contiguous and start > FIRST_MIN_TS and isinstance(known, int)
+                    and 0 < oldest < known and oldest <= start):
+                # Listens older than the oldest one the account had: an import of older
+                # history since the last sync, which no lookback reaches. The account
+                # is complete only up to before them now, so read it all again (saying
+                # so first, in one commit: a run stopped part-way goes on from there).
+                if options.log:
+                    options.log(f"{account.source} now has listens from before any it had "
+                                f"(an import?): reading its whole history again")
+                archive.rewind_cursor(account, oldest - 1,
+                                      note=(_OLDEST + account.source, oldest))
+                _walk_into(archive, client, account, config.user, oldest - 1, True, started,
+                           report, options, whole=True)
+            elif contiguous and (oldest or started) != known:
+                # (an empty account: any listen from before this sync will be older)
+                archive.set_note(_OLDEST + account.source, oldest or started)
             report.complete = True
     finally:
         report.requests = client.http.requests
         _close(client)
     report.cursor = archive.get_cursor(account)
     return report
+
+
+#: ``meta`` key (before the account) of the oldest listen the account had at its last
+#: complete sync, as the server reported it (the sync's start when it had none)
+_OLDEST = "listenbrainz_oldest:"
+
+
+def _walk_into(archive: Archive, client: ListenBrainzClient, account: Account, user: str,
+               start: int, contiguous: bool, started: int, report: SyncReport,
+               options: SyncOptions, *, whole: bool = False) -> int:
+    """Walk ``user``'s listens from ``start`` into the archive, page groups committed
+    with their cursor when the walk is ``contiguous`` (up to ``started``: a listen stamped
+    later may still be submitted); the listen count is the progress total of a walk of
+    the ``whole`` history. Returns the user's oldest listen as the server reported it
+    (0 when it did not say)."""
+    oldest: list[int] = []
+    total = _total(client, user, options.log) if whole or start == FIRST_MIN_TS else None
+    if options.on_progress:
+        options.on_progress(Progress(report.fetched, total, report.fetched))
+    with archive.saver(report.tally, log=options.log) as saver:
+        if total is not None:
+            saver.expect(total)
+        pages = walk(client, user, start, started + FUTURE_ALLOWANCE, log=options.log,
+                     on_reply=lambda reply: oldest.append(reply.oldest_listen_ts))
+        for group in _groups(pages):
+            records = [r for page, _ in group for r in page.records]
+            last = group[-1][0].cursor  # pages come in time order: the last one's holds
+            saver.save(account, records, cursor=min(last, started)
+                       if contiguous and last is not None else None)
+            report.fetched += sum(fetched for _, fetched in group)
+            if options.on_progress:
+                options.on_progress(Progress(
+                    report.fetched, None if total is None else max(total, report.fetched),
+                    report.fetched))
+    return min((ts for ts in oldest if ts > 0), default=0)
 
 
 def check(config: ServiceConfig) -> None:
