@@ -287,8 +287,9 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     """Pull ``config.user``'s listens into the archive, one committed page at a time.
 
     Starts at the cursor minus the lookback (default 14 days), at the beginning with
-    ``full`` or on a first sync, or at ``since``. No token is needed: listens are public,
-    so any user's can be read.
+    ``full`` or on a first sync, or at ``since``; and reads the whole history again when
+    the user's oldest listen moved back since the last sync (older history imported).
+    No token is needed: listens are public, so any user's can be read.
     """
     check(config)
     assert config.user is not None
