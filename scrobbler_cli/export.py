@@ -73,14 +73,20 @@ def export_listens(archive: Archive, config: ServiceConfig,
     return service.export(archive, config, options)
 
 
+#: Seconds after its start that a play may reach a service: players submit it once half
+#: the track or 4 minutes have played (api-notes: "When a play counts as a scrobble").
+IN_FLIGHT = 240
+
+
 def hold_from(archive: Archive, target: Account) -> int | None:
     """From when on a candidate is held back (counted, not sent) until a later sync of
-    ``target``: a listen within the match tolerance of the target's cursor, or later,
-    could match one the target gained after that sync, such as a play that reached both
-    services (``sync listenbrainz; export lastfm``). None when the target was never
-    synced (a dry run: then everything looks missing anyway)."""
+    ``target``: a listen that could match one the target gained after that sync, such
+    as a play that reached both services (``sync listenbrainz; export lastfm``). That
+    is a listen within the match tolerance of one that started before the cursor but
+    was still playing (``IN_FLIGHT``), or later. None when the target was never synced
+    (a dry run: then everything looks missing anyway)."""
     cursor = archive.get_cursor(target)
-    return None if cursor is None else cursor - archive.tolerance + 1
+    return None if cursor is None else cursor - IN_FLIGHT - archive.tolerance + 1
 
 
 def foreign_accounts(archive: Archive, mine: tuple[Account, ...]) -> list[Account]:

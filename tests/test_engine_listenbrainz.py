@@ -594,8 +594,10 @@ def test_export_holds_back_what_the_account_may_have_gained_since_its_sync(
     synced = NOW - 3600
     archive.set_cursor(LB, synced)
     lastfm = Account("lastfm", "alice")
-    seed(archive, [rec(synced - 400, track="Long known"),
-                   rec(synced - 200, track="Near the sync"),
+    # a play that started 9 minutes before the sync (4 to reach the service, 5 of
+    # tolerance) or later could have a copy there the sync did not see yet
+    seed(archive, [rec(synced - 240 - 300, track="Long known"),
+                   rec(synced - 240 - 299, track="Near the sync"),
                    rec(synced + 100, track="After the sync"),
                    rec(synced + 200, "Nul\x00Byte", "Invalid"),  # rejected, not held
                    rec(NOW + 3 * 3600, track="Hours ahead")],    # rejected: the future

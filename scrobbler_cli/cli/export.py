@@ -101,11 +101,12 @@ def export_listenbrainz(user: User = None, since: Since = None, until: Until = N
                         json_: Json = False) -> None:
     """Push archived listens that the ListenBrainz account lacks (listen type import).
 
-    What the account has is judged from the archive, so sync it first. Listens newer than
-    its last sync less the match tolerance (300 s by default) are held back (held_back)
-    until a later sync shows whether it has them. Batches are as large as the server
-    allows; listens the server would reject are reported and never block the others.
-    Running it twice submits nothing the second time.
+    What the account has is judged from the archive, so sync it first. Listens from 9
+    minutes before its last sync on (a play takes up to 4 minutes to reach a service, plus
+    the 300 s match tolerance) are held back (held_back) until a later sync shows whether
+    it has them. Batches are as large as the server allows; listens the server would reject
+    are reported and never block the others. Running it twice submits nothing the second
+    time.
     """
     _run("listenbrainz", user, since, until, source, dry_run, json_)
 
@@ -115,11 +116,12 @@ def export_lastfm(user: User = None, since: Since = None, until: Until = None,
                   source: Source = None, dry_run: DryRun = False, json_: Json = False) -> None:
     """Push archived listens that the Last.fm account lacks (track.scrobble, 50 a request).
 
-    What the account has is judged from the archive, so sync it first. Listens newer than
-    its last sync less the match tolerance (300 s by default) are held back (held_back)
-    until a later sync shows whether it has them. Last.fm only accepts scrobbles from the
-    last 14 days: older listens are counted as too_old, not sent. On the daily scrobble cap
-    it stops and reports how many remain; a later run continues.
+    What the account has is judged from the archive, so sync it first. Listens from 9
+    minutes before its last sync on (a play takes up to 4 minutes to reach a service, plus
+    the 300 s match tolerance) are held back (held_back) until a later sync shows whether
+    it has them. Last.fm only accepts scrobbles from the last 14 days: older listens are
+    counted as too_old, not sent. On the daily scrobble cap it stops and reports how many
+    remain; a later run continues.
     """
     _run("lastfm", user, since, until, source, dry_run, json_)
 
