@@ -44,8 +44,8 @@ def cli_reference() -> str:
         "Generated from the code by `python3 scripts/gen_docs.py`; do not edit by hand.\n",
         "Exit codes: 0 done, 1 internal error (a bug), 2 usage error, 3 credentials missing,",
         "rejected or not storable, 4 a remote service failed after retries or is unreachable,",
-        "5 the archive is busy or cannot be opened, 6 bad input data, 130 interrupted (Ctrl-C",
-        "or SIGTERM; what was saved stays).\n",
+        "5 the archive is busy or cannot be opened, 6 bad input data, 130 interrupted (Ctrl-C,",
+        "SIGTERM or SIGHUP; what was saved stays).\n",
     ]
     for path, cmd, cctx in _walk(root, ctx, ["scrob"]):
         parts.append(f"## `{' '.join(path)}`\n")

@@ -55,14 +55,14 @@ def export_listens(archive: Archive, config: ServiceConfig,
     service = engine(config.service)
     target = service.account_for(config.user) if config.user else None
     if target is not None and not options.dry_run and archive.get_cursor(target) is None:
-        partly = target in archive.known_accounts()  # synced with --since only
+        partly = target in archive.known_accounts()  # from --since syncs, or an import
         raise UsageError(
-            f"{target.source} has "
-            + ("only been synced from a --since date" if partly else "never been synced")
+            f"{target.source} has never been synced "
+            + ("in full (what the archive has of it came from --since syncs or an import)"
+               if partly else "")
             + ", so scrob cannot tell what it already has",
             hint=f"run `scrob sync {config.service} --user {target.name}` first"
-                 + (" (without --since: that syncs it in full)" if partly else "")
-                 + " (or try --dry-run)")
+                 + (", without --since," if partly else "") + " or try --dry-run")
     if options.mine:
         options = replace(options, foreign=tuple(foreign_accounts(archive, options.mine)))
         if options.foreign and options.log:
@@ -73,20 +73,15 @@ def export_listens(archive: Archive, config: ServiceConfig,
     return service.export(archive, config, options)
 
 
-#: Seconds after its start that a play may reach a service: players submit it once half
-#: the track or 4 minutes have played (api-notes: "When a play counts as a scrobble").
-IN_FLIGHT = 240
-
-
 def hold_from(archive: Archive, target: Account) -> int | None:
     """From when on a candidate is held back (counted, not sent) until a later sync of
-    ``target``: a listen that could match one the target gained after that sync, such
-    as a play that reached both services (``sync listenbrainz; export lastfm``). That
-    is a listen within the match tolerance of one that started before the cursor but
-    was still playing (``IN_FLIGHT``), or later. None when the target was never synced
-    (a dry run: then everything looks missing anyway)."""
+    ``target``: a listen within the match tolerance of the target's cursor, or later,
+    could match one the target gained after that sync, such as a play that reached both
+    services (``sync listenbrainz; export lastfm``). (The cursor already allows for
+    plays that were still reaching the target then: ``sync.SUBMIT_DELAY``.) None when the
+    target was never synced (a dry run: then everything looks missing anyway)."""
     cursor = archive.get_cursor(target)
-    return None if cursor is None else cursor - IN_FLIGHT - archive.tolerance + 1
+    return None if cursor is None else cursor - archive.tolerance + 1
 
 
 def foreign_accounts(archive: Archive, mine: tuple[Account, ...]) -> list[Account]:

@@ -19,9 +19,15 @@ from .archive import Archive
 from .errors import UsageError
 from .models import Account, Page, Progress, SaveResult, ServiceConfig, SyncReport
 
-__all__ = ["SERVICES", "SyncOptions", "check", "engine", "save_pages", "sync_account"]
+__all__ = ["SERVICES", "SUBMIT_DELAY", "SyncOptions", "check", "engine", "save_pages",
+           "sync_account"]
 
 SERVICES = ("lastfm", "listenbrainz")
+#: Seconds a play may take to reach a service after it started: players send it once
+#: half the track or 4 minutes have played (api-notes: "When a play counts as a
+#: scrobble"), some only at its end, and clocks differ. A sync that starts at S is
+#: therefore complete only up to S - SUBMIT_DELAY: that is the cursor it leaves.
+SUBMIT_DELAY = 600
 
 
 @dataclass

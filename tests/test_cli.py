@@ -341,11 +341,16 @@ def assert_no_raw_controls(text: str) -> None:
 
 
 @pytest.mark.parametrize("mark", ["\u061c", "\u200e", "\u200f", "\u202e", "\u2067"])
-def test_every_bidi_control_is_shown_escaped(mark: str) -> None:
-    """Unicode's Bidi_Control characters, the Arabic letter mark (U+061C) included."""
-    from scrobbler_cli.render import visible
+def test_every_bidi_control_is_shown_escaped(mark: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Unicode's Bidi_Control characters, the Arabic letter mark (U+061C) included: in a
+    table made visible, in JSON written as an escape (the same string once parsed)."""
+    from scrobbler_cli import render
 
-    assert visible(f"abc{mark}123") == f"abc\\u{ord(mark):04x}123"
+    assert render.visible(f"abc{mark}123") == f"abc\\u{ord(mark):04x}123"
+    render.write_ndjson([{"artist": f"abc{mark}123"}])
+    out = capsys.readouterr().out
+    assert mark not in out and json.loads(out) == {"artist": f"abc{mark}123"}
 
 
 def test_a_table_title_is_literal_too(capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ from scrobbler_cli.services.listenbrainz import (
     canonical_json,
     import_body,
 )
-from scrobbler_cli.sync import SyncOptions
+from scrobbler_cli.sync import SUBMIT_DELAY, SyncOptions
 from tests.fakes.listenbrainz_server import FakeListenBrainz
 from tests.helpers import FakeTime
 
@@ -291,7 +291,7 @@ def test_sync_pages_with_ties_keeps_msid_and_raw(fake: FakeListenBrainz, archive
     report = engine.sync(archive, cfg(fake), SyncOptions())
     assert archived(archive) == on_server(fake)
     # complete up to the moment the sync started, not just to the newest listen
-    assert (report.new, report.complete, report.cursor) == (2600, True, clock)
+    assert (report.new, report.complete, report.cursor) == (2600, True, clock - SUBMIT_DELAY)
     assert report.fetched == report.new + report.duplicates
     msids = {x["recording_msid"] for x in fake.listens("alice")}
     rows = archive.conn.execute("SELECT remote_id, raw FROM sources").fetchall()
@@ -305,7 +305,7 @@ def test_sync_again_fetches_only_the_lookback(fake: FakeListenBrainz, archive: A
     fake.add_listens("alice", [(clock - i * 3600, "A", f"T{i}") for i in range(24 * 60)])
     engine.sync(archive, cfg(fake), SyncOptions())
     cursor = archive.get_cursor(LB)
-    assert cursor == clock
+    assert cursor == clock - SUBMIT_DELAY
     fake.request_log.clear()
     again = engine.sync(archive, cfg(fake), SyncOptions())
     assert (again.new, again.duplicates) == (0, 14 * 24 + 1)
@@ -319,12 +319,13 @@ def test_a_complete_sync_moves_the_cursor_to_its_start_on_a_silent_account(
     fake.add_listens("alice", [(T0 + i * 600, "A", f"T{i}") for i in range(30)])
     monkeypatch.setattr(engine, "NOW", lambda: CLOCK)
     engine.sync(archive, cfg(fake), SyncOptions())
-    assert archive.get_cursor(LB) == CLOCK
+    assert archive.get_cursor(LB) == CLOCK - SUBMIT_DELAY
     monkeypatch.setattr(engine, "NOW", lambda: CLOCK + 30 * DAY)
     fake.request_log.clear()
     report = engine.sync(archive, cfg(fake), SyncOptions())
-    assert (report.fetched, report.cursor) == (0, CLOCK + 30 * DAY)
-    assert fake.requests_to("/listens")[0].query["min_ts"] == str(CLOCK - 14 * DAY - 1)
+    assert (report.fetched, report.cursor) == (0, CLOCK + 30 * DAY - SUBMIT_DELAY)
+    assert (fake.requests_to("/listens")[0].query["min_ts"]
+            == str(CLOCK - SUBMIT_DELAY - 14 * DAY - 1))
 
 
 def test_an_import_of_older_history_is_read_in_full_by_the_next_sync(
@@ -340,7 +341,7 @@ def test_an_import_of_older_history_is_read_in_full_by_the_next_sync(
     fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(2500)])
     fake.request_log.clear()
     report = engine.sync(archive, cfg(fake), SyncOptions())
-    assert (report.new, report.complete, report.cursor) == (2500, True, clock)
+    assert (report.new, report.complete, report.cursor) == (2500, True, clock - SUBMIT_DELAY)
     assert archived(archive) == on_server(fake)
     assert fake.requests_to("/listen-count")  # a whole walk, with its progress total
     fake.request_log.clear()
@@ -350,7 +351,7 @@ def test_an_import_of_older_history_is_read_in_full_by_the_next_sync(
 
 def test_an_account_empty_at_its_first_sync_then_given_old_history(
         fake: FakeListenBrainz, archive: Archive, clock: int) -> None:
-    assert engine.sync(archive, cfg(fake), SyncOptions()).cursor == clock
+    assert engine.sync(archive, cfg(fake), SyncOptions()).cursor == clock - SUBMIT_DELAY
     fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(30)])
     assert engine.sync(archive, cfg(fake), SyncOptions()).new == 30
 
@@ -430,7 +431,7 @@ def test_since_later_than_the_cursor_does_not_move_it(fake: FakeListenBrainz,
     assert report.new == 50
     assert report.cursor is None  # nothing before --since was read: no claim made
     assert engine.sync(archive, cfg(fake), SyncOptions()).new == 50
-    assert archive.get_cursor(LB) == clock
+    assert archive.get_cursor(LB) == clock - SUBMIT_DELAY
 
 
 def test_progress_total_comes_from_the_listen_count(fake: FakeListenBrainz,
@@ -594,10 +595,8 @@ def test_export_holds_back_what_the_account_may_have_gained_since_its_sync(
     synced = NOW - 3600
     archive.set_cursor(LB, synced)
     lastfm = Account("lastfm", "alice")
-    # a play that started 9 minutes before the sync (4 to reach the service, 5 of
-    # tolerance) or later could have a copy there the sync did not see yet
-    seed(archive, [rec(synced - 240 - 300, track="Long known"),
-                   rec(synced - 240 - 299, track="Near the sync"),
+    seed(archive, [rec(synced - 300, track="Long known"),
+                   rec(synced - 299, track="Near the sync"),
                    rec(synced + 100, track="After the sync"),
                    rec(synced + 200, "Nul\x00Byte", "Invalid"),  # rejected, not held
                    rec(NOW + 3 * 3600, track="Hours ahead")],    # rejected: the future

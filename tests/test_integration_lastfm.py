@@ -25,6 +25,7 @@ import pytest
 from scrobbler_cli.archive import Archive
 from scrobbler_cli.engines import lastfm as engine
 from scrobbler_cli.models import Account, SourceRecord
+from scrobbler_cli.sync import SUBMIT_DELAY
 from tests.conftest import ROOT
 from tests.fakes.lastfm_server import FakeLastfm
 
@@ -101,7 +102,9 @@ def test_fresh_sync_equals_the_server(lastfm_env: FakeLastfm, scrob: Any) -> Non
     summary = sync_json(scrob)
     assert summary["service"] == "lastfm" and summary["user"] == "alice"
     assert (summary["fetched"], summary["new"], summary["duplicates"]) == (1234, 1234, 0)
-    assert summary["complete"] is True and abs(summary["cursor"] - time.time()) < 60
+    # complete up to the start less the plays still reaching Last.fm then
+    assert summary["complete"] is True
+    assert abs(summary["cursor"] + SUBMIT_DELAY - time.time()) < 60
     assert summary["requests"] == 7
     assert archive_listens(scrob) == server_history(lastfm_env)
     listens = scrob("listens", "--json", "--limit", "1").ndjson()
@@ -451,9 +454,20 @@ def test_dry_run_prints_and_sends_nothing(lastfm_env: FakeLastfm, scrob: Any) ->
     assert lastfm_env.request_log == []
 
 
+def test_a_dry_run_holds_back_by_the_configured_tolerance_as_a_real_run(
+        with_session: FakeLastfm, scrob: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCROB_MATCH_TOLERANCE", "1800")
+    cursor = sync_json(scrob)["cursor"]
+    lb_listens([cursor - 1800, cursor - 1799])  # (held: within the tolerance of it)
+    dry = scrob("export", "lastfm", "--dry-run")
+    assert "would submit 1, " in dry.err and "1 held back" in dry.err
+    report = export_json(scrob)
+    assert (report["submitted"], report["held_back"]) == (1, 1)
+
+
 def test_export_without_a_session_key_exits_3(lastfm_env: FakeLastfm, scrob: Any) -> None:
     sync_json(scrob)
-    lb_listens([NOW - 600])
+    lb_listens([NOW - 3600])
     result = scrob("export", "lastfm")
     assert result.code == 3 and "session key" in result.err
 

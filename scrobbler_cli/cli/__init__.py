@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         import signal
 
         signal.signal(signal.SIGTERM, _terminate)
+        hup = getattr(signal, "SIGHUP", None)  # its terminal closed (none on Windows)
+        if hup is not None and signal.getsignal(hup) == signal.SIG_DFL:  # (not nohup's)
+            signal.signal(hup, _terminate)
     code = run(args)
     if argv is None:  # the process's own command line: nothing runs after this
         leave(code)
@@ -146,19 +149,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 _KEPT = "what was done before it is kept, nothing half-written; run the command again to go on"
-_terminated = False
+_terminated = ""  # the signal that stopped the command, if not Ctrl-C
 
 
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (cron's `timeout`, systemd stopping a unit): stop as Ctrl-C does, so what
-    is held is saved, the summary printed and the exit code 130, not a silent death."""
+    """SIGTERM (cron's `timeout`, systemd stopping a unit) or SIGHUP (the terminal
+    closed): stop as Ctrl-C does, so what is held is saved, the summary printed and the
+    exit code 130, not a silent death."""
+    import signal
+
     global _terminated
-    _terminated = True
+    _terminated = signal.Signals(signum).name
     raise KeyboardInterrupt
 
 
 def _interrupted() -> str:
-    return f"{'terminated (SIGTERM)' if _terminated else 'interrupted'}; {_KEPT}"
+    return f"{f'terminated ({_terminated})' if _terminated else 'interrupted'}; {_KEPT}"
 
 
 def run(args: list[str]) -> int:

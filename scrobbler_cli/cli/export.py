@@ -17,7 +17,7 @@ app = typer.Typer(help="Push archived listens to a service that lacks them.",
 
 def _run(service: str, user: str | None, since: str | None, until: str | None,
          source: str | None, dry_run: bool, json_: bool) -> None:
-    from .. import render
+    from .. import config, render
     from ..errors import ScrobError, UsageError, redact
     from ..export import ExportOptions, export_listens
     from ..models import ExportReport
@@ -42,8 +42,10 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
         else:
             items.append(item)
 
+    # a dry run only reads, but holds back by the match tolerance as a real run does
+    tolerance = {"tolerance": int(config.load().match_tolerance)} if dry_run else {}
     try:
-        with st.archive(create=False, readonly=dry_run) as archive, render.progress(
+        with st.archive(create=False, readonly=dry_run, **tolerance) as archive, render.progress(
                 f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
             check_source(archive, source)
             report = export_listens(archive, cfg, ExportOptions(
@@ -89,9 +91,10 @@ def _summary(r: object, dry_run: bool) -> str:
     if r.remaining:
         text += f"; {r.remaining:,} left for a later run"
     if r.held_back:
-        service = r.target.split(":", 1)[0]
-        text += (f"; {r.held_back:,} held back: newer than {r.target}'s last sync, which "
-                 f"may have them already (run `scrob sync {service}`, then export again)")
+        service, name = r.target.split(":", 1)
+        text += (f"; {r.held_back:,} held back, too recent to tell whether {r.target} has "
+                 f"them: a run after a later `scrob sync {service} --user {name}` sends "
+                 "what it lacks")
     return text + f"; {render.count(r.requests, 'request')}"
 
 
@@ -101,12 +104,12 @@ def export_listenbrainz(user: User = None, since: Since = None, until: Until = N
                         json_: Json = False) -> None:
     """Push archived listens that the ListenBrainz account lacks (listen type import).
 
-    What the account has is judged from the archive, so sync it first. Listens from 9
-    minutes before its last sync on (a play takes up to 4 minutes to reach a service, plus
-    the 300 s match tolerance) are held back (held_back) until a later sync shows whether
-    it has them. Batches are as large as the server allows; listens the server would reject
-    are reported and never block the others. Running it twice submits nothing the second
-    time.
+    What the account has is judged from the archive, so sync it first. Listens from 15
+    minutes before its last sync started on (plays may still have been on their way to it,
+    and two services' times of one play differ by up to the match tolerance) are held back
+    (held_back) until a later sync shows whether it has them. Batches are as large as the
+    server allows; listens the server would reject are reported and never block the others.
+    Running it twice submits nothing the second time.
     """
     _run("listenbrainz", user, since, until, source, dry_run, json_)
 
@@ -116,12 +119,12 @@ def export_lastfm(user: User = None, since: Since = None, until: Until = None,
                   source: Source = None, dry_run: DryRun = False, json_: Json = False) -> None:
     """Push archived listens that the Last.fm account lacks (track.scrobble, 50 a request).
 
-    What the account has is judged from the archive, so sync it first. Listens from 9
-    minutes before its last sync on (a play takes up to 4 minutes to reach a service, plus
-    the 300 s match tolerance) are held back (held_back) until a later sync shows whether
-    it has them. Last.fm only accepts scrobbles from the last 14 days: older listens are
-    counted as too_old, not sent. On the daily scrobble cap it stops and reports how many
-    remain; a later run continues.
+    What the account has is judged from the archive, so sync it first. Listens from 15
+    minutes before its last sync started on (plays may still have been on their way to it,
+    and two services' times of one play differ by up to the match tolerance) are held back
+    (held_back) until a later sync shows whether it has them. Last.fm only accepts
+    scrobbles from the last 14 days: older listens are counted as too_old, not sent. On the
+    daily scrobble cap it stops and reports how many remain; a later run continues.
     """
     _run("lastfm", user, since, until, source, dry_run, json_)
 

@@ -55,6 +55,7 @@ from ..services.lastfm import (
     LastfmClient,
     RecentTracksPage,
 )
+from ..sync import SUBMIT_DELAY
 
 if TYPE_CHECKING:
     import httpx
@@ -443,7 +444,8 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     """Pull one user's scrobbles of the window (``window()``) into the archive.
 
     Each page is committed with its bound as the cursor (only when the window leaves no
-    gap behind it); the cursor ends at the moment the sync started, and only once every
+    gap behind it); the cursor ends at the moment the sync started less ``SUBMIT_DELAY``
+    (plays still reaching Last.fm then), and only once every
     page before it is in. Raises UnknownUser (exit 2) for an unknown user, AuthRejected
     (exit 3) for a rejected key or a private profile without its session key, and
     ServiceUnavailable (exit 4) when Last.fm keeps failing after the retries.
@@ -476,7 +478,9 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     try:
         with keeping_partial(report), archive.saver(report.tally, log=log) as saver:
             for records, bound, n in pages:
-                saver.save(account, records, cursor=bound if claims else None)
+                # (complete up to the start less the plays still reaching Last.fm)
+                saver.save(account, records,
+                           cursor=min(bound, to - SUBMIT_DELAY) if claims else None)
                 report.fetched += len(records)
                 done[0] += n
                 if options.on_progress:

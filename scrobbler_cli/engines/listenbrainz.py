@@ -7,8 +7,9 @@ before the page's newest listen: every listen of that second arrives again and d
 absorbs the overlap. Each page is committed with the last second known complete as the
 cursor (pages that arrive within half a second of each other share a commit), so a sync
 killed at any instant resumes with no gap and no duplicate. A walk that reaches the end
-leaves the cursor at the moment the sync started (cli.md: complete up to there), which is
-what export needs to know which listens the account may have gained since.
+leaves the cursor at the moment the sync started less the plays still on their way then
+(``sync.SUBMIT_DELAY``; cli.md: complete up to there), which is what export needs to know
+which listens the account may have gained since.
 
 Export sends what the archive says the account lacks, checked locally first so one bad
 listen never sinks a batch, in ``import`` batches of at most 1000 listens and the byte
@@ -56,6 +57,7 @@ from ..services.listenbrainz import (
     listen_payload,
     validate_listen,
 )
+from ..sync import SUBMIT_DELAY
 
 if TYPE_CHECKING:
     import httpx
@@ -337,10 +339,10 @@ def _walk_into(archive: Archive, client: ListenBrainzClient, account: Account, u
                start: int, contiguous: bool, started: int, report: SyncReport,
                options: SyncOptions, *, whole: bool = False) -> int:
     """Walk ``user``'s listens from ``start`` into the archive, page groups committed
-    with their cursor when the walk is ``contiguous`` (up to ``started``: a listen stamped
-    later may still be submitted); the listen count is the progress total of a walk of
-    the ``whole`` history. Returns the user's oldest listen as the server reported it
-    (0 when it did not say)."""
+    with their cursor when the walk is ``contiguous`` (up to ``started`` less
+    ``SUBMIT_DELAY``: a play started later may still be on its way); the listen count is
+    the progress total of a walk of the ``whole`` history. Returns the user's oldest
+    listen as the server reported it (0 when it did not say)."""
     oldest: list[int] = []
     total = _total(client, user, options.log) if whole or start == FIRST_MIN_TS else None
     if options.on_progress:
@@ -353,7 +355,7 @@ def _walk_into(archive: Archive, client: ListenBrainzClient, account: Account, u
         for group in _groups(pages):
             records = [r for page, _ in group for r in page.records]
             last = group[-1][0].cursor  # pages come in time order: the last one's holds
-            saver.save(account, records, cursor=min(last, started)
+            saver.save(account, records, cursor=min(last, started - SUBMIT_DELAY)
                        if contiguous and last is not None else None)
             report.fetched += sum(fetched for _, fetched in group)
             if options.on_progress:
