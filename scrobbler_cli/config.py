@@ -175,32 +175,27 @@ def _url(name: str, value: str) -> str:
 
 
 def save(section: str, key: str, value: str | int | float | None) -> Path:
-    """Set (or with None, remove) one value in the settings file."""
+    """Set (or with None, remove) one value in the settings file, and change nothing
+    else in it: its comments, order and other values (of any TOML type) stay as the
+    user wrote them (tomlkit edits the document in place)."""
+    import tomlkit
+
     path = config_path()
-    data = read_file(path)
-    table = data.setdefault(section, {})
+    read_file(path)  # a file that does not parse is reported, never overwritten
+    try:
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        doc = tomlkit.document()
+    table = doc.get(section)
     if value is None:
-        table.pop(key, None)
+        if isinstance(table, dict):
+            table.pop(key, None)
     else:
+        if not isinstance(table, dict):  # (a section that is not a table means nothing)
+            table = doc[section] = tomlkit.table()
         table[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(_dump(data), encoding="utf-8")
+    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-def _dump(data: dict[str, dict[str, Any]]) -> str:
-    """Write the flat two-level TOML scrob uses (strings and numbers only)."""
-    import json
-
-    lines: list[str] = []
-    for section, table in data.items():
-        if not table:
-            continue
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            text = json.dumps(value) if isinstance(value, str) else repr(value)
-            lines.append(f"{key} = {text}")
-        lines.append("")
-    return "\n".join(lines)

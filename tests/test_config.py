@@ -112,6 +112,35 @@ def test_scrob_config_names_the_settings_file(tmp_path: Path,
     assert config.config_path() == Path(os.environ["XDG_CONFIG_HOME"]) / "scrob" / "config.toml"
 
 
+def test_save_changes_one_value_and_keeps_the_rest_as_written() -> None:
+    """`scrob auth` stores a user name: comments, other tables and values of every TOML
+    type stay as the user wrote them, and the file still reads."""
+    path = config.config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mine = ('# my scrob settings\n[archive]\nmatch_tolerance = 120  # two minutes\n\n'
+            '[listenbrainz]\nuser = "old"\nenabled = true\nsince = 2024-01-01\n\n'
+            '[listenbrainz.extra]\nnote = "x"\n')
+    path.write_text(mine, encoding="utf-8")
+    config.save("listenbrainz", "user", "alice")
+    assert path.read_text(encoding="utf-8") == mine.replace('"old"', '"alice"')
+    assert config.load().listenbrainz_user == "alice"
+    config.save("lastfm", "user", "bob")  # a new table, added at the end
+    assert path.read_text(encoding="utf-8").startswith(mine.replace('"old"', '"alice"'))
+    config.save("listenbrainz", "user", None)
+    text = path.read_text(encoding="utf-8")
+    assert "alice" not in text and "# two minutes" in text and "since = 2024-01-01" in text
+    assert (config.load().lastfm_user, config.load().match_tolerance) == ("bob", 120)
+
+
+def test_save_refuses_to_overwrite_a_file_it_cannot_read() -> None:
+    path = config.config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[archive\nbroken", encoding="utf-8")
+    with pytest.raises(UsageError, match="cannot read the settings file"):
+        config.save("listenbrainz", "user", "alice")
+    assert path.read_text(encoding="utf-8") == "[archive\nbroken"
+
+
 def test_save_round_trips_and_removes() -> None:
     path = config.save("listenbrainz", "user", 'al"ice')
     config.save("archive", "lock_wait", 1.5)

@@ -43,7 +43,7 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
             items.append(item)
 
     # a dry run only reads, but holds back by the match tolerance as a real run does
-    tolerance = {"tolerance": int(config.load().match_tolerance)} if dry_run else {}
+    tolerance: dict[str, Any] = {"tolerance": int(config.load().match_tolerance)} if dry_run else {}
     try:
         with st.archive(create=False, readonly=dry_run, **tolerance) as archive, render.progress(
                 f"export to {service} {cfg.user}", enabled=not st.quiet) as bar:
