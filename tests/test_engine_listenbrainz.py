@@ -16,7 +16,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -280,6 +280,24 @@ def archived(archive: Archive, account: Account = LB) -> list[tuple[int, str]]:
     return [(int(ts), str(name)) for ts, name in rows]
 
 
+def interrupt_saving(archive: Archive, monkeypatch: pytest.MonkeyPatch, at: int
+                     ) -> Callable[..., Any]:
+    """Ctrl-C as the ``at``-th page is being saved (one page a commit); the real
+    ``save_records``, to put back."""
+    monkeypatch.setattr(engine, "GROUP_PAGES", 1)
+    real = archive.save_records
+    calls = {"n": 0}
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(archive, "save_records", dies)
+    return real
+
+
 def on_server(fake: FakeListenBrainz, user: str = "alice") -> list[tuple[int, str]]:
     return sorted((x["listened_at"], x["track_metadata"]["track_name"])
                   for x in fake.listens(user))
@@ -373,17 +391,7 @@ def test_a_whole_walk_for_older_history_stopped_part_way_goes_on_next_time(
     fake.add_listens("alice", [(clock - DAY + i * 60, "A", f"Now {i}") for i in range(50)])
     engine.sync(archive, cfg(fake), SyncOptions())
     fake.add_listens("alice", [(T0 + i * 3600, "B", f"Old {i}") for i in range(5000)])
-    monkeypatch.setattr(engine, "GROUP_PAGES", 1)
-    real = archive.save_records
-    calls = {"n": 0}
-
-    def dies_on_the_fourth(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1  # the delta's page, then two pages of the whole walk
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(archive, "save_records", dies_on_the_fourth)
+    real = interrupt_saving(archive, monkeypatch, at=4)  # the delta's page, two of the walk's
     with pytest.raises(KeyboardInterrupt):
         engine.sync(archive, cfg(fake), SyncOptions())
     cursor = archive.get_cursor(LB)
@@ -467,17 +475,7 @@ def test_sync_of_another_users_public_listens_needs_no_token(fake: FakeListenBra
 def test_interrupted_sync_resumes_with_no_gap_and_no_duplicate(
         fake: FakeListenBrainz, archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.add_listens("alice", [(T0 + i // 3, "A", f"T{i}") for i in range(5000)])
-    monkeypatch.setattr(engine, "GROUP_PAGES", 1)
-    real = archive.save_records
-    calls = {"n": 0}
-
-    def dies_on_the_third(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(archive, "save_records", dies_on_the_third)
+    real = interrupt_saving(archive, monkeypatch, at=3)
     with pytest.raises(KeyboardInterrupt):
         engine.sync(archive, cfg(fake), SyncOptions())
     partial = archive.get_cursor(LB)
