@@ -15,10 +15,14 @@ from typing import Any
 
 from .archive import Archive
 from .errors import UsageError
-from .models import Account, ExportReport, Progress, ServiceConfig
+from .models import Account, ExportReport, Listen, Progress, ServiceConfig
 from .sync import engine
 
 __all__ = ["ExportOptions", "export_listens", "foreign_accounts"]
+
+#: How long a run of repeats (``ExportOptions.holds``) is followed back at most: a
+#: candidate older than this before the hold is sent as usual.
+RUN_HORIZON = 86400
 
 
 @dataclass
@@ -42,6 +46,20 @@ class ExportOptions:
     on_item: Callable[[dict[str, Any]], None] | None = None
     on_progress: Callable[[Progress], None] | None = None
     log: Callable[[str], None] | None = None
+
+    def holds(self, archive: Archive, listen: Listen) -> bool:
+        """Whether to hold ``listen`` back (``hold_from``): it is that recent, or it is
+        one of a run of plays of its track (each within the match tolerance of the
+        next, a song on repeat) that is. Until the target's records of the whole run
+        are in, a play of the run it lacks may only look missing: its record may be
+        the one a later play was paired with (archive/rematch.py)."""
+        if self.hold_from is None:
+            return False
+        if listen.listened_at >= self.hold_from:
+            return True
+        if listen.listened_at < self.hold_from - RUN_HORIZON:
+            return False
+        return archive.run_end(listen.id, until=self.hold_from) >= self.hold_from
 
 
 def export_listens(archive: Archive, config: ServiceConfig,

@@ -140,6 +140,15 @@ def ctrl_c(args: list[str], ready: Callable[[], bool], settle: float = 0.0,
     return proc.returncode, out, err
 
 
+def lastfm_env(monkeypatch: pytest.MonkeyPatch, fm: FakeLastfm, user: str = "alice") -> None:
+    """Point scrob at the fake Last.fm as ``user``, with what scrobbling to it takes."""
+    monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
+    monkeypatch.setenv("SCROB_LASTFM_USER", user)
+    monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
+    monkeypatch.setenv("SCROB_LASTFM_API_SECRET", fm.api_secret)
+    monkeypatch.setenv("SCROB_LASTFM_SESSION_KEY", fm.session_key(user))
+
+
 def write_ndjson(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -514,11 +523,7 @@ def test_export_holds_back_plays_newer_than_the_targets_last_sync(
     lb.add_listens("Alice", old)
     with FakeLastfm() as fm:
         fm.add_scrobbles("alice", old)
-        monkeypatch.setenv("SCROB_LASTFM_API_URL", fm.url)
-        monkeypatch.setenv("SCROB_LASTFM_USER", "alice")
-        monkeypatch.setenv("SCROB_LASTFM_API_KEY", fm.api_key)
-        monkeypatch.setenv("SCROB_LASTFM_API_SECRET", fm.api_secret)
-        monkeypatch.setenv("SCROB_LASTFM_SESSION_KEY", fm.session_key("alice"))
+        lastfm_env(monkeypatch, fm)
         assert scrob_proc("sync", "all").code == 0
         # two plays reach both services after that sync, stamped when they started (a
         # scrobble is sent as the play ends), ListenBrainz's 30 s later
@@ -543,6 +548,41 @@ def test_export_holds_back_plays_newer_than_the_targets_last_sync(
         assert len(fm.scrobbles("alice")) == 5
     stats = scrob_proc("stats", "--range", "all", "--json")
     assert stats.json()["total_listens"] == 5
+
+
+def test_a_song_on_repeat_under_cron_is_each_play_once_on_both_services(
+        scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit's cron case: a 240 s song on repeat, ListenBrainz stamping each play
+    150 s after Last.fm (more than half the song), its newest record not in yet at the
+    first round. Paired as it came, the oldest play looked missing on ListenBrainz and
+    was pushed there, and the late record then made a fourth listen. Now the run waits
+    (held back), the late record re-pairs it, and neither service gets a copy."""
+    now = int(time.time())
+    starts = [now - 1200 + i * 240 for i in range(4)]
+    song = ("Loop Artist", "Loop Song", "Loop Album")
+    lb.add_listens("Alice", [(t + 150, *song) for t in starts[:3]])
+    with FakeLastfm() as fm:
+        fm.add_scrobbles("alice", [(t, *song) for t in starts])
+        lastfm_env(monkeypatch, fm)
+
+        def cron_round() -> list[dict[str, Any]]:
+            assert scrob_proc("sync", "all").code == 0
+            return [scrob_proc("export", target, "--json").json()
+                    for target in ("listenbrainz", "lastfm")]
+
+        first = cron_round()
+        assert [r["submitted"] for r in first] == [0, 0]
+        assert first[0]["held_back"] == 1  # the oldest play: the run is too recent
+        lb.add_listens("Alice", [(starts[3] + 150, *song)])  # the late record
+        second = cron_round()
+        assert [(r["candidates"], r["submitted"]) for r in second] == [(0, 0), (0, 0)]
+        assert len(fm.scrobbles("alice")) == 4
+    assert len(lb.listens("Alice")) == 4
+    rows = scrob_proc("listens", "--json").ndjson()
+    assert sorted((r["listened_at"], r["sources"]) for r in rows) == [
+        (t, ["lastfm", "listenbrainz"]) for t in starts]
+    assert scrob_proc("stats", "--range", "all", "--json").json()["total_listens"] == 4
 
 
 def test_a_friends_profile_read_with_user_is_never_pushed_as_yours(

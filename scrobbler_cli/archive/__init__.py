@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -467,20 +468,26 @@ class Archive:
         return True
 
     def _save_window(self, account: Account, batch: list[tuple[Any, ...]],
-                     result: SaveResult) -> None:
+                     result: SaveResult, *, untangle: bool = True) -> None:
         """Save a time-sorted window of rows (``plan_rows``: listened_at, artist, track,
         album, duration, recording MBID, release MBID, artist MBIDs as JSON, remote id,
-        raw, '' where absent; artist, track and album ids)."""
+        raw, '' where absent; artist, track and album ids). A new record near a play of
+        its track that this account and another already share has that run of plays
+        matched again (``rematch``) unless ``untangle`` is off."""
         conn = self.conn
         lo = batch[0][0] - self.tolerance
         hi = batch[-1][0] + self.tolerance
         account_id = self._account_id(account)
         assert account_id is not None  # created if new
         near = {"lo": lo, "hi": hi, "account_id": account_id}
-        mine = conn.execute(queries.SAME_SOURCE, near).fetchall()
-        seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _ in mine}
+        mine = conn.execute(queries.SAME_SOURCE, {
+            **near, "lo": lo - self.tolerance, "hi": hi + self.tolerance}).fetchall()
+        seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _, _ in mine}
+        if untangle and (tangled := self._tangled(batch, mine, seen)):
+            self._untangle(account, account_id, batch, tangled, result)
+            return
         # those of them whose listen lacks what a repeat may say (``_fills``)
-        lacking = {(t, tid): (lid, bits) for t, tid, lid, bits in mine if bits}
+        lacking = {(t, tid): (lid, bits) for t, tid, lid, bits, _ in mine if bits}
         # Other accounts' listens near the batch that this account has no record of yet:
         # the only ones a record may join (a single-source sync finds none at all).
         index = CandidateIndex()
@@ -538,6 +545,80 @@ class Archive:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
         if fills:
             conn.executemany(queries.FILL_LISTEN, fills)
+
+    def _tangled(self, batch: list[tuple[Any, ...]], mine: list[tuple[Any, ...]],
+                 seen: set[tuple[int, int]]) -> set[tuple[int, int]]:
+        """The (time, track) of new rows within twice the tolerance of a record of this
+        account's that is paired with another account's (``SAME_SOURCE``): only there can
+        a new record change how the plays around it pair up."""
+        paired: dict[int, list[int]] = {}
+        for t, tid, _, _, shared in mine:
+            if shared:
+                paired.setdefault(tid, []).append(t)
+        if not paired:
+            return set()
+        for times in paired.values():
+            times.sort()
+        reach = 2 * self.tolerance
+
+        def near(t: int, times: list[int]) -> bool:
+            i = bisect_left(times, t - reach)
+            return i < len(times) and times[i] <= t + reach
+
+        return {(row[0], row[11]) for row in batch
+                if row[11] in paired and (row[0], row[11]) not in seen
+                and near(row[0], paired[row[11]])}
+
+    def _untangle(self, account: Account, account_id: int, batch: list[tuple[Any, ...]],
+                  tangled: set[tuple[int, int]], result: SaveResult) -> None:
+        """Save the other rows as usual, then each track's tangled ones by matching their
+        run of plays again (or as usual, where ``rematch`` cannot)."""
+        from .rematch import rematch
+
+        rest = [row for row in batch if (row[0], row[11]) not in tangled]
+        if rest:
+            self._save_window(account, rest, result, untangle=False)
+        by_track: dict[int, dict[int, tuple[Any, ...]]] = {}
+        for row in batch:
+            if (row[0], row[11]) in tangled:
+                by_track.setdefault(row[11], {}).setdefault(row[0], row)
+        for track_id, firsts in by_track.items():
+            rows = list(firsts.values())
+            result.duplicates += sum(1 for row in batch if row[11] == track_id
+                                     and (row[0], track_id) in tangled) - len(rows)
+            done = rematch(self, account_id, track_id, rows, int(time.time()))
+            if done is None:
+                self._save_window(account, rows, result, untangle=False)
+            else:
+                result.new += done[0]
+                result.merged += done[1]
+
+    def _void_counts(self) -> None:
+        """Listens were added or removed other than by ``_insert_listens``: the name
+        counts kept for the unfolded tail are void, and the next fold reads the table."""
+        self._tail, self._tail_counts = None, ()
+        if self._saving is None:
+            self._saving = [None, self.last_id(), (Counter(), Counter(), Counter())]
+        else:
+            self._saving[0] = None
+
+    def _drop_listens(self, ids: list[int]) -> None:
+        """Delete listens found to be another listen's play (``rematch``), after their
+        records, pushes and MusicBrainz ids were moved to it: the name counts folded in
+        for them go too."""
+        conn = self.conn
+        counted = self.counted_to()
+        marks = ",".join("?" * len(ids))
+        folded = conn.execute(f"SELECT artist_id, track_id, album_id FROM listens"
+                              f" WHERE id IN ({marks}) AND id <= ?", (*ids, counted)).fetchall()
+        for i, (table, _) in enumerate(_NAME_COLUMNS):
+            conn.executemany(f"UPDATE {table} SET listens = listens - 1 WHERE id = ?",
+                             [(row[i],) for row in folded if row[i] is not None])
+        conn.execute(f"DELETE FROM listens WHERE id IN ({marks})", ids)
+        # a listen numbered after the largest left is not counted yet, whatever it reuses
+        conn.execute("UPDATE meta SET value = min(value, (SELECT coalesce(max(id), 0)"
+                     " FROM listens)) WHERE key = 'counted_to'")
+        self._void_counts()
 
     def _insert_listens(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert new listens (SQLite numbers them on from the largest id: one after
@@ -778,6 +859,23 @@ class Archive:
                                                      seen_at, listen_id))
                 changed += 1
         return changed
+
+    def run_end(self, listen_id: int, *, until: int | None = None) -> int:
+        """The time of the newest play of the listen's track that follows it, each play
+        within the match tolerance of the one before (a song on repeat); the listen's
+        own time if none does. It stops looking once it reaches ``until``."""
+        row = self.conn.execute("SELECT track_id, listened_at FROM listens WHERE id = ?",
+                                (listen_id,)).fetchone()
+        if row is None:
+            return 0
+        track_id, end = row
+        while until is None or end < until:
+            nxt = self.conn.execute(queries.NEXT_PLAY, (end, end + self.tolerance,
+                                                        track_id)).fetchone()[0]
+            if nxt is None:
+                break
+            end = nxt
+        return int(end)
 
     def record_pushes(self, target: Account, listen_ids: Iterable[int]) -> None:
         """Remember that these listens were accepted by ``target`` (one transaction)."""

@@ -20,18 +20,21 @@ ORDER BY l.listened_at, l.id
 """
 
 # The (own time, track) of every record the account has near a batch, its listen's id,
-# and which of the MBIDs FILL_LISTEN fills in that listen lacks (bits 1, 2, 4: recording,
-# release, artists).
+# which of the MBIDs FILL_LISTEN fills in that listen lacks (bits 1, 2, 4: recording,
+# release, artists), and whether another account's record is on the same listen (a new
+# record near such a pair has its run of plays matched again: archive/rematch.py).
 SAME_SOURCE = """
 SELECT listened_at, track_id, id,
        (recording_mbid IS NULL) | ((release_mbid IS NULL) << 1)
-       | ((artist_mbids IS NULL) << 2)
+       | ((artist_mbids IS NULL) << 2),
+       EXISTS (SELECT 1 FROM sightings x WHERE x.listen_id = listens.id)
 FROM listens
 WHERE listened_at BETWEEN :lo AND :hi AND account_id = :account_id
 UNION ALL
 SELECT s.listened_at, s.track_id, l.id,
        (l.recording_mbid IS NULL) | ((l.release_mbid IS NULL) << 1)
-       | ((l.artist_mbids IS NULL) << 2)
+       | ((l.artist_mbids IS NULL) << 2),
+       1
 FROM sightings s JOIN listens l ON l.id = s.listen_id
 WHERE s.account_id = :account_id AND s.listened_at BETWEEN :lo AND :hi
 """
@@ -168,4 +171,46 @@ WHERE l.listened_at >= :since AND l.listened_at < :until
 TAIL_COUNTS = """
 SELECT count(*), {column} FROM listens
 WHERE id > ? AND id <= ? AND {column} IS NOT NULL GROUP BY {column}
+"""
+
+# ``rematch``: the listens of one track in a time range (each with its first sighting),
+# their later sightings, and any sighting of the track on a listen of another track
+# (paired by recording MBID).
+RUN_LISTENS = """
+SELECT id, account_id, listened_at, remote_id, raw, seen_at, recording_mbid, release_mbid,
+       artist_mbids
+FROM listens WHERE track_id = ? AND listened_at BETWEEN ? AND ?
+ORDER BY listened_at, id
+"""
+RUN_SIGHTINGS = """
+SELECT id, listen_id, account_id, listened_at, track_id, remote_id, raw, seen_at
+FROM sightings WHERE listen_id IN ({marks})
+"""
+RUN_STRAYS = """
+SELECT count(*) FROM sightings s JOIN listens l ON l.id = s.listen_id
+WHERE s.account_id IN (SELECT id FROM accounts) AND s.listened_at BETWEEN ?2 AND ?3
+  AND s.track_id = ?1 AND l.track_id != ?1
+"""
+RUN_PUSHES = """
+SELECT listen_id, service, account, pushed_at FROM pushes WHERE listen_id IN ({marks})
+"""
+RUN_DROP_PUSHES = "DELETE FROM pushes WHERE listen_id IN ({marks})"
+RUN_DROP_SIGHTINGS = "DELETE FROM sightings WHERE listen_id IN ({marks})"
+INSERT_PUSH = """
+INSERT OR IGNORE INTO pushes (listen_id, service, account, pushed_at) VALUES (?, ?, ?, ?)
+"""
+# A listen for a play only later sightings had: the names of the listen its new first
+# sighting was on (the same track), that sighting's own time and ids.
+COPY_LISTEN = """
+INSERT INTO listens (listened_at, artist, track, album, duration, recording_mbid,
+                     release_mbid, artist_mbids, artist_id, track_id, album_id, account_id,
+                     remote_id, raw, seen_at)
+SELECT ?2, artist, track, album, duration, recording_mbid, release_mbid, artist_mbids,
+       artist_id, track_id, album_id, ?1, ?3, ?4, ?5
+FROM listens WHERE id = ?6
+"""
+
+# The newest play of a track after a time and within the tolerance of it (``run_end``).
+NEXT_PLAY = """
+SELECT max(listened_at) FROM listens WHERE listened_at > ? AND listened_at <= ? AND track_id = ?
 """

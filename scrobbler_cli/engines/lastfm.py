@@ -561,7 +561,7 @@ def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
             report.too_old += 1
         elif listen.listened_at > newest:
             report.reject(_IGNORED[4])
-        elif options.hold_from is not None and listen.listened_at >= options.hold_from:
+        elif options.holds(archive, listen):
             report.held_back += 1  # the account may have gained it since its sync
         else:
             fresh.append(listen)

@@ -614,7 +614,7 @@ def _export(archive: Archive, config: ServiceConfig, options: ExportOptions,
                     options.log(f"not sending {listen.listened_at} {listen.artist!r} - "
                                 f"{listen.track!r}: {reason}")
                 continue
-            if options.hold_from is not None and listen.listened_at >= options.hold_from:
+            if options.holds(archive, listen):
                 report.held_back += 1  # the account may have gained it since its sync
                 continue
             ids.append(listen.id)

@@ -1,0 +1,199 @@
+"""Matching a new record again together with the plays of its track around it.
+
+A record is matched when it is saved, against what the archive holds then (archive.md:
+one-to-one, the most pairs, then the least total gap). A song on repeat whose two
+services' stamps of a play differ by more than half the song can be paired one play
+off while one service's newest record has not arrived yet (both pairings have as many
+pairs, and the shifted one has less gap), stranding the oldest play: three plays became
+four listens once the newest record came. When a new record falls near plays of its
+track that are already paired, ``rematch`` solves the pairing of that whole run of
+plays again and moves the records to the listens it now gives them: a record moves
+from one listen to another, and two listens that turn out to be one play become one
+(the newer row goes; its pushes and counts go with it).
+
+Only the plain case is handled: records of exactly two accounts, all of one track (no
+pairing by MBID across spellings), every listen knowing its first sighting. Anything
+else returns None and the record is saved as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..matching import match_times
+from . import queries
+
+if TYPE_CHECKING:
+    from . import Archive
+
+#: How far around the new records a run of plays is followed at most (seconds): a run of
+#: repeats longer than this is left to the matching made when each record was saved.
+MAX_SPAN = 7 * 86400
+
+
+@dataclass(slots=True)
+class _Record:
+    """One record of the run: a listen's own sighting (``row``), a later sighting
+    (``sighting``) or a record being saved (``new``: its ``plan_rows`` row)."""
+
+    account_id: int
+    listened_at: int
+    remote_id: str | None = None
+    raw: str | None = None
+    seen_at: int = 0
+    row: int | None = None  # the listen whose first sighting it is
+    on: int | None = None  # the listen it is a later sighting of
+    new: tuple[Any, ...] | None = None
+    group: int = -1
+
+
+@dataclass(slots=True)
+class _Group:
+    """One play as the new pairing has it: its records, and the listen that holds it."""
+
+    members: list[_Record] = field(default_factory=list)
+    listen: int | None = None
+    owner: _Record | None = None
+
+
+def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]],
+            now: int) -> tuple[int, int] | None:
+    """Save ``rows`` (one track, not yet in the archive, none a repeat of a record the
+    account has) by pairing the run of plays around them again. (new listens, records
+    that joined one), or None to save them the usual way."""
+    conn = archive.conn
+    tol = archive.tolerance
+    # Widen until every listen of the track is three tolerances from the edges: a record
+    # is within one of its listen, so none outside is within reach of one inside.
+    lo, hi = rows[0][0] - 3 * tol, rows[-1][0] + 3 * tol
+    while True:
+        owners = conn.execute(queries.RUN_LISTENS, (track_id, lo, hi)).fetchall()
+        times = [r[2] for r in owners] + [rows[0][0], rows[-1][0]]
+        want_lo, want_hi = min(times) - 3 * tol, max(times) + 3 * tol
+        if want_lo >= lo and want_hi <= hi:
+            break
+        lo, hi = min(lo, want_lo), max(hi, want_hi)
+        if hi - lo > MAX_SPAN:
+            return None
+    ids = [r[0] for r in owners]
+    marks = ",".join("?" * len(ids))
+    seen = conn.execute(queries.RUN_SIGHTINGS.format(marks=marks), ids).fetchall()
+    strays = conn.execute(queries.RUN_STRAYS, (track_id, lo, hi)).fetchone()[0]
+    accounts = {r[1] for r in owners} | {s[2] for s in seen} | {account_id}
+    if (strays or None in accounts or len(accounts) != 2
+            or any(s[4] != track_id for s in seen)):
+        return None
+    records = [_Record(r[1], r[2], r[3], r[4], r[5], row=r[0]) for r in owners]
+    mbids = {r[0]: (r[6] or "", r[7] or "", r[8] or "") for r in owners}
+    records += [_Record(s[2], s[3], s[5], s[6], s[7], on=s[1]) for s in seen]
+    records += [_Record(account_id, row[0], row[8] or None, row[9] or None, now, new=row)
+                for row in rows]
+    mine = sorted((r for r in records if r.account_id == account_id),
+                  key=lambda r: r.listened_at)
+    theirs = sorted((r for r in records if r.account_id != account_id),
+                    key=lambda r: r.listened_at)
+    groups = [_Group([mine[i], theirs[j]]) for i, j in match_times(
+        [r.listened_at for r in mine], [r.listened_at for r in theirs], tol)]
+    for n, g in enumerate(groups):
+        for r in g.members:
+            r.group = n
+    for r in records:
+        if r.group < 0:  # a play only one account has
+            r.group = len(groups)
+            groups.append(_Group([r]))
+    if _unchanged(records, groups):
+        return None  # the usual way gives the same (and writes less)
+    dropped = _apply(archive, track_id, records, groups, mbids, now)
+    # listens added: a new record's own listen less those found to be another's play
+    new = max(0, sum(1 for g in groups if g.owner is not None and g.owner.new is not None)
+              - dropped)
+    return new, len(rows) - new
+
+
+def _unchanged(records: list[_Record], groups: list[_Group]) -> bool:
+    """Whether every record already in the archive stays with the records it is with
+    (the new ones then only join listens no record of their account is on, or make
+    their own: what saving them the usual way does)."""
+    together: dict[int | None, set[int]] = {}
+    for r in records:
+        if r.new is None:
+            together.setdefault(r.row if r.row is not None else r.on, set()).add(id(r))
+    for g in groups:
+        old = [m for m in g.members if m.new is None]
+        if any(together[m.row if m.row is not None else m.on] != {id(o) for o in old}
+               for m in old):
+            return False
+    return True
+
+
+def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list[_Group],
+           mbids: dict[int, tuple[str, str, str]], now: int) -> int:
+    """Rewrite the run as ``groups`` say, in the open transaction; how many listens
+    went."""
+    conn = archive.conn
+    rows = sorted({r.row for r in records if r.row is not None})
+    spare: list[int] = []
+    for g in groups:  # a group keeps the oldest listen one of its records brought
+        held = sorted(m.row for m in g.members if m.row is not None)
+        if held:
+            g.listen = held[0]
+            g.owner = next(m for m in g.members if m.row == held[0])
+            spare.extend(held[1:])
+    spare.sort()
+    copies: list[_Group] = []
+    spare_taken: set[int] = set()
+    for g in groups:
+        if g.listen is not None:
+            continue
+        fresh = [m for m in g.members if m.new is not None]
+        if fresh:
+            g.owner = fresh[0]
+        else:
+            g.owner = min(g.members, key=lambda m: m.listened_at)
+            if spare:  # a listen given up by another group takes this play
+                g.listen = spare.pop(0)
+                spare_taken.add(g.listen)
+            else:
+                copies.append(g)
+    # where each old listen's play went (its pushes follow it), before rows change
+    moved = {r.row: groups[r.group] for r in records if r.row is not None}
+    marks = ",".join("?" * len(rows))
+    pushes = conn.execute(queries.RUN_PUSHES.format(marks=marks), rows).fetchall()
+    conn.execute(queries.RUN_DROP_PUSHES.format(marks=marks), rows)
+    conn.execute(queries.RUN_DROP_SIGHTINGS.format(marks=marks), rows)
+    for g in copies:  # a play only later sightings had: a listen like the one it was on
+        owner = g.owner
+        assert owner is not None and owner.on is not None
+        g.listen = conn.execute(queries.COPY_LISTEN, (
+            owner.account_id, owner.listened_at, owner.remote_id, owner.raw, owner.seen_at,
+            owner.on)).lastrowid
+    if copies:
+        archive._void_counts()
+    gone = [r for r in rows if not any(g.listen == r for g in groups)]
+    for g in groups:
+        if g.listen in spare_taken:
+            assert g.owner is not None
+            conn.execute(queries.PROMOTE, (g.owner.account_id, g.owner.listened_at,
+                                           g.owner.remote_id, g.owner.raw,
+                                           g.owner.seen_at, g.listen))
+    for g in groups:
+        if g.listen is None:  # a new record's own listen
+            assert g.owner is not None and g.owner.new is not None
+            archive._insert_listens(queries.INSERT_LISTEN.format(
+                account_id=g.owner.account_id, seen_at=now), [g.owner.new])
+            g.listen = archive.last_id()
+    if gone:  # what a listen that goes knew of its MusicBrainz ids, its play keeps
+        conn.executemany(queries.FILL_LISTEN, [
+            (*(mbids.get(r) or ("", "", "")), moved[r].listen) for r in gone])
+        archive._drop_listens(gone)
+    sightings = [(g.listen, m.account_id, m.listened_at, track_id, m.remote_id or "",
+                  m.raw or "", m.seen_at)
+                 for g in groups for m in g.members if m is not g.owner]
+    conn.executemany(queries.INSERT_SIGHTING, sightings)
+    fills = [(*m.new[5:8], g.listen) for g in groups for m in g.members
+             if m.new is not None and m is not g.owner]
+    conn.executemany(queries.FILL_LISTEN, fills)
+    conn.executemany(queries.INSERT_PUSH, {
+        (moved[listen].listen, service, name, at) for listen, service, name, at in pushes})
+    return len(gone)

@@ -1,0 +1,185 @@
+"""A run of plays of one track matched again when a record arrives late (archive/rematch.py).
+
+The audit's case: a song on repeat that the two services stamp more than half the song
+apart, one service's newest record arriving at a later sync. Matched as it came, the
+run was paired one play off and the oldest play stranded: three plays, four listens,
+and an export pushed the fourth to both services.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from scrobbler_cli.archive import Archive
+from scrobbler_cli.matching import match_times
+from scrobbler_cli.models import Account, SourceRecord
+
+LASTFM = Account("lastfm", "alice")
+LB = Account("listenbrainz", "alice")
+T = 1_700_000_000
+BOTH = ("lastfm:alice", "listenbrainz:alice")
+
+
+def rec(t: int, track: str = "Loop Song", **kw: object) -> SourceRecord:
+    return SourceRecord(listened_at=t, artist="Loop Artist", track=track, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def archive(tmp_path: Path):
+    with Archive(tmp_path / "archive.db") as a:
+        yield a
+
+
+def plays(archive: Archive) -> list[tuple[int, ...]]:
+    """Each listen as the times of its records, Last.fm's first, relative to T."""
+    out = []
+    for x in archive.listens():
+        times = dict(zip(x.accounts, x.seen_at))
+        out.append(tuple(times[a] - T for a in BOTH if a in times))
+    return sorted(out)
+
+
+def folded_counts_hold(archive: Archive) -> None:
+    """The name counts (folded and tail) say what the listens table says."""
+    archive.fold_counts()
+    for table, column in (("artists", "artist_id"), ("tracks", "track_id"),
+                          ("albums", "album_id")):
+        kept = dict(archive.conn.execute(f"SELECT id, listens FROM {table} WHERE listens > 0"))
+        real = dict(archive.conn.execute(
+            f"SELECT {column}, count(*) FROM listens WHERE {column} IS NOT NULL"
+            f" GROUP BY {column}"))
+        assert kept == real, table
+
+
+@pytest.mark.parametrize("first", [LASTFM, LB], ids=["lastfm-first", "listenbrainz-first"])
+def test_a_late_newest_record_pairs_the_whole_run_again(archive: Archive,
+                                                        first: Account) -> None:
+    lastfm = [rec(T), rec(T + 240), rec(T + 480)]
+    lb = [rec(T + 150), rec(T + 390)]  # its record of the third play comes later
+    if first == LASTFM:
+        archive.save_records(LASTFM, lastfm)
+        archive.save_records(LB, lb)
+    else:
+        archive.save_records(LB, lb)
+        archive.save_records(LASTFM, lastfm)
+    assert archive.count() == 3  # one play stranded for now (the least gap)
+    saved = archive.save_records(LB, [rec(T + 630)])
+    assert plays(archive) == [(0, 150), (240, 390), (480, 630)]
+    assert (saved.new, saved.merged) == (0, 1)  # no listen more than before
+    assert list(archive.missing_for(LASTFM)) == list(archive.missing_for(LB)) == []
+    folded_counts_hold(archive)
+
+
+def test_a_listen_that_goes_hands_its_pushes_and_mbids_to_its_play(archive: Archive) -> None:
+    archive.save_records(LB, [rec(T + 150), rec(T + 390)])
+    archive.save_records(LASTFM, [rec(T, recording_mbid="0f1c4a3e-7c4f-4e8e-9d1a-3c2b1a0f9e8d"),
+                                  rec(T + 240), rec(T + 480)])
+    stranded = next(x for x in archive.listens() if x.listened_at == T)
+    archive.record_pushes(Account("listenbrainz", "bob"), [stranded.id])
+    archive.save_records(LB, [rec(T + 630)])
+    first = next(x for x in archive.listens() if x.listened_at == T + 150)
+    assert first.accounts == BOTH and first.recording_mbid is not None
+    pushed = archive.conn.execute("SELECT listen_id FROM pushes").fetchall()
+    assert pushed == [(first.id,)]
+    assert archive.conn.execute(
+        "SELECT count(*) FROM listens WHERE id = ?", (stranded.id,)).fetchone()[0] == 0
+
+
+def test_a_new_record_far_from_any_pair_is_saved_as_before(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T), rec(T + 240)])
+    archive.save_records(LB, [rec(T + 10)])
+    saved = archive.save_records(LB, [rec(T + 5000)])  # another play, an hour later
+    assert (saved.new, saved.merged) == (1, 0)
+    assert plays(archive) == [(0, 10), (240,), (5000,)] or plays(archive) == [
+        (0, 10), (240,), (5000,)]
+
+
+def test_other_tracks_in_the_run_are_left_alone(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480),
+                                  rec(T + 300, track="Other")])
+    archive.save_records(LB, [rec(T + 150), rec(T + 390), rec(T + 310, track="Other")])
+    archive.save_records(LB, [rec(T + 630)])
+    assert archive.count() == 4
+    other = [x for x in archive.listens() if x.track == "Other"]
+    assert [x.accounts for x in other] == [BOTH]
+
+
+def test_a_third_account_leaves_the_run_as_it_was_matched(archive: Archive) -> None:
+    bob = Account("listenbrainz", "bob")
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
+    archive.save_records(LB, [rec(T + 150), rec(T + 390)])
+    archive.save_records(bob, [rec(T + 100)])
+    archive.save_records(LB, [rec(T + 630)])
+    assert archive.count() == 4  # not solved for three accounts: matched as it comes
+
+
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("SEEDS", 40))))
+def test_plays_arriving_in_any_order_pair_as_if_all_came_at_once(
+        tmp_path: Path, seed: int) -> None:
+    """Songs on repeat, each service stamping a steady offset from the other (up to
+    the tolerance) and missing a play now and then; the records arrive in random
+    chunks, each service's in time order, interleaved, some read again. However they arrive, the
+    archive ends with as many listens as the best pairing of everything at once."""
+    rnd = random.Random(seed)
+    length = rnd.choice([150, 180, 240, 300])
+    offset = rnd.randint(-280, 280)
+    n = rnd.randint(3, 12)
+    start = [T + i * length + rnd.randint(0, 5) for i in range(n)]
+    lastfm = [t for t in start if rnd.random() > 0.1]
+    lb = [t + offset + rnd.randint(-3, 3) for t in start if rnd.random() > 0.1]
+    chunks: list[tuple[Account, list[int]]] = []
+    for account, times in ((LASTFM, lastfm), (LB, lb)):
+        i = 0
+        while i < len(times):
+            k = rnd.randint(1, 3)
+            chunks.append((account, times[i:i + k]))
+            i += k
+    # each account's chunks in order, the two accounts interleaved at random
+    order: list[tuple[Account, list[int]]] = []
+    left = {LASTFM: [c for c in chunks if c[0] == LASTFM], LB: [c for c in chunks if c[0] == LB]}
+    while left[LASTFM] or left[LB]:
+        account = rnd.choice([a for a in left if left[a]])
+        order.append(left[account].pop(0))
+    with Archive(tmp_path / "a.db", fold_after=rnd.choice([1, 1000])) as archive:
+        sent: dict[Account, list[int]] = {LASTFM: [], LB: []}
+        for account, times in order:
+            if rnd.random() < 0.3:  # a sync's lookback reads some records again
+                times = sent[account][-2:] + times
+            saved = archive.save_records(account, [rec(t) for t in times])
+            assert saved.duplicates == len(set(times) & set(sent[account]))
+            sent[account] = sorted(set(sent[account]) | set(times))
+            # every record is on exactly one listen, never twice
+            records = Counter(
+                (a, s) for x in archive.listens() for a, s in zip(x.accounts, x.seen_at))
+            assert all(v == 1 for v in records.values())
+        assert sum(records.values()) == len(lastfm) + len(lb)
+        best = match_times(lastfm, lb, archive.tolerance)
+        assert archive.count() == len(lastfm) + len(lb) - len(best), (lastfm, lb)
+        folded_counts_hold(archive)
+
+
+def test_run_end_follows_a_song_on_repeat_to_its_last_play(archive: Archive) -> None:
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480), rec(T + 1200),
+                                  rec(T + 300, track="Other")])
+    first, *_ = archive.listens()
+    assert first.listened_at == T
+    assert archive.run_end(first.id) == T + 480  # 720 s to the next play: another run
+    assert archive.run_end(first.id, until=T + 200) == T + 240  # far enough: stops
+
+
+def test_export_holds_a_play_whose_run_reaches_the_hold(archive: Archive) -> None:
+    from scrobbler_cli.export import RUN_HORIZON, ExportOptions
+
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
+    first = next(x for x in archive.listens() if x.listened_at == T)
+    assert ExportOptions(hold_from=T + 480).holds(archive, first)
+    assert not ExportOptions(hold_from=T + 481).holds(archive, first)
+    assert not ExportOptions().holds(archive, first)  # never synced: nothing held
+    # a play long before the hold is not followed through its run at all
+    archive.save_records(LASTFM, [rec(T + 480 + 240 * k) for k in range(1, 400)])
+    assert archive.run_end(first.id) > T + RUN_HORIZON
+    assert not ExportOptions(hold_from=T + RUN_HORIZON + 1).holds(archive, first)
