@@ -164,6 +164,15 @@ class ExportReport:
         self.rejected += n
         self.reasons[reason] = self.reasons.get(reason, 0) + n
 
+    def stopped(self, error: str) -> None:
+        """It stopped part-way (``error``): the candidates it had read and not settled
+        (sent, rejected, held back, too old) are left for a later run, so the counts
+        add up (a batch on the wire when it stopped is sent again, the same bytes)."""
+        self.error = error
+        unsettled = (self.candidates - self.submitted - self.rejected - self.held_back
+                     - self.too_old)
+        self.remaining = max(self.remaining, unsettled)
+
 
 @dataclass(frozen=True, slots=True)
 class RankedItem:

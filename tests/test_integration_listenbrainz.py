@@ -652,6 +652,8 @@ def test_ctrl_c_mid_export_says_what_was_sent_and_a_rerun_sends_the_rest(
         pushed = conn.execute("SELECT count(*) FROM pushes").fetchone()[0]
     assert (report["error"], report["submitted"]) == ("interrupted", pushed)
     assert 0 < pushed < 3500
+    # what it had read and not sent is left for a later run: the counts add up
+    assert report["candidates"] == report["submitted"] + report["remaining"] > pushed
     lb.latency = 0
     rest = scrob_proc("export", "listenbrainz", "--json")
     assert rest.code == 0 and rest.json()["submitted"] == 3500 - pushed
@@ -675,8 +677,9 @@ def test_an_export_that_fails_part_way_still_prints_its_summary(
     failed = scrob("export", "listenbrainz", "--json")
     assert failed.code == 4 and failed.err.count("\n") == 1 and "503" in failed.err
     report = failed.json()
-    assert set(report) == EXPORT_KEYS | {"error"} and "503" in report["error"]
-    assert (report["candidates"], report["submitted"]) == (3500, 2000)
+    assert set(report) == EXPORT_KEYS | {"error", "remaining"} and "503" in report["error"]
+    assert (report["candidates"], report["submitted"], report["remaining"]) == (3500, 2000,
+                                                                                1500)
     assert len(lb.listens("Alice")) == 2000
     # one more batch gets through (of the two on the wire at once, whichever arrives
     # first: it is recorded even when the other fails); without --json, in words

@@ -59,8 +59,8 @@ def _run(service: str, user: str | None, since: str | None, until: str | None,
         # sync's does
         failed = getattr(exc, "partial", None)
         if isinstance(failed, ExportReport) and not dry_run:
-            failed.error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                            else redact(str(exc)))
+            failed.stopped("interrupted" if isinstance(exc, KeyboardInterrupt)
+                           else redact(str(exc)))
             if json_:
                 render.write_json(failed.as_json())
             elif not st.quiet and failed.submitted:
