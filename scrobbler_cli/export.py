@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .archive import Archive
+from .archive.rematch import MAX_SPAN
 from .errors import UsageError
 from .models import Account, ExportReport, Listen, Progress, ServiceConfig
 from .sync import engine
@@ -21,8 +22,9 @@ from .sync import engine
 __all__ = ["ExportOptions", "export_listens", "foreign_accounts"]
 
 #: How long a run of repeats (``ExportOptions.holds``) is followed back at most: a
-#: candidate older than this before the hold is sent as usual.
-RUN_HORIZON = 86400
+#: candidate older than this before the hold is sent as usual. As far as the archive
+#: pairs a run again (``archive.rematch.MAX_SPAN``).
+RUN_HORIZON = MAX_SPAN
 
 
 @dataclass
@@ -49,8 +51,8 @@ class ExportOptions:
 
     def holds(self, archive: Archive, listen: Listen) -> bool:
         """Whether to hold ``listen`` back (``hold_from``): it is that recent, or it is
-        one of a run of plays of its track (each within the match tolerance of the
-        next, a song on repeat) that is. Until the target's records of the whole run
+        one of a run of plays of its track (a song on repeat: ``Archive.run_end``) that
+        is. Until the target's records of the whole run
         are in, a play of the run it lacks may only look missing: its record may be
         the one a later play was paired with (archive/rematch.py)."""
         if self.hold_from is None:

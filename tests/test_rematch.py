@@ -74,19 +74,35 @@ def test_a_late_newest_record_pairs_the_whole_run_again(archive: Archive,
     folded_counts_hold(archive)
 
 
-def test_a_listen_that_goes_hands_its_pushes_and_mbids_to_its_play(archive: Archive) -> None:
-    archive.save_records(LB, [rec(T + 150), rec(T + 390)])
-    archive.save_records(LASTFM, [rec(T, recording_mbid="0f1c4a3e-7c4f-4e8e-9d1a-3c2b1a0f9e8d"),
-                                  rec(T + 240), rec(T + 480)])
+def test_a_pushed_listen_stays_and_the_other_listen_of_its_play_goes(
+        archive: Archive) -> None:
+    """What was pushed was that listen (its first sighting's time): it is kept as it is,
+    and the other listen of the same play hands it its records and MusicBrainz ids."""
+    mbid = "0f1c4a3e-7c4f-4e8e-9d1a-3c2b1a0f9e8d"
+    archive.save_records(LB, [rec(T + 150, recording_mbid=mbid), rec(T + 390)])
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
     stranded = next(x for x in archive.listens() if x.listened_at == T)
+    gone = next(x for x in archive.listens() if x.listened_at == T + 150)
     archive.record_pushes(Account("listenbrainz", "bob"), [stranded.id])
     archive.save_records(LB, [rec(T + 630)])
-    first = next(x for x in archive.listens() if x.listened_at == T + 150)
-    assert first.accounts == BOTH and first.recording_mbid is not None
-    pushed = archive.conn.execute("SELECT listen_id FROM pushes").fetchall()
-    assert pushed == [(first.id,)]
+    assert plays(archive) == [(0, 150), (240, 390), (480, 630)]
+    kept = next(x for x in archive.listens() if x.id == stranded.id)
+    assert (kept.listened_at, kept.accounts, kept.recording_mbid) == (T, BOTH, mbid)
+    assert archive.conn.execute("SELECT listen_id FROM pushes").fetchall() == [(kept.id,)]
     assert archive.conn.execute(
-        "SELECT count(*) FROM listens WHERE id = ?", (stranded.id,)).fetchone()[0] == 0
+        "SELECT count(*) FROM listens WHERE id = ?", (gone.id,)).fetchone()[0] == 0
+    folded_counts_hold(archive)
+
+
+def test_two_pushed_listens_of_one_play_are_left_as_they_are(archive: Archive) -> None:
+    archive.save_records(LB, [rec(T + 150), rec(T + 390)])
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
+    ids = [x.id for x in archive.listens() if x.listened_at in (T, T + 150)]
+    archive.record_pushes(Account("listenbrainz", "bob"), ids)
+    archive.save_records(LB, [rec(T + 630)])
+    assert archive.count() == 4  # which of the two was sent cannot be told apart
+    assert sorted(r[0] for r in archive.conn.execute("SELECT listen_id FROM pushes")) == \
+        sorted(ids)
 
 
 def test_a_new_record_far_from_any_pair_is_saved_as_before(archive: Archive) -> None:
@@ -163,12 +179,17 @@ def test_plays_arriving_in_any_order_pair_as_if_all_came_at_once(
 
 
 def test_run_end_follows_a_song_on_repeat_to_its_last_play(archive: Archive) -> None:
-    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480), rec(T + 1200),
+    archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480), rec(T + 1400),
                                   rec(T + 300, track="Other")])
     first, *_ = archive.listens()
     assert first.listened_at == T
-    assert archive.run_end(first.id) == T + 480  # 720 s to the next play: another run
-    assert archive.run_end(first.id, until=T + 200) == T + 240  # far enough: stops
+    # each play within three tolerances (900 s) of the one before: 920 s is another run
+    assert archive.run_end(first.id) == T + 480
+    archive.save_records(LASTFM, [rec(T + 2300), rec(T + 3100)])
+    later = next(x for x in archive.listens() if x.listened_at == T + 1400)
+    assert archive.run_end(later.id) == T + 3100  # 900, then 800 s to the next play
+    assert archive.run_end(first.id) == T + 480
+    assert archive.run_end(first.id, until=T + 200) == T + 480  # far enough: stops
 
 
 def test_export_holds_a_play_whose_run_reaches_the_hold(archive: Archive) -> None:
@@ -183,3 +204,37 @@ def test_export_holds_a_play_whose_run_reaches_the_hold(archive: Archive) -> Non
     archive.save_records(LASTFM, [rec(T + 480 + 240 * k) for k in range(1, 400)])
     assert archive.run_end(first.id) > T + RUN_HORIZON
     assert not ExportOptions(hold_from=T + RUN_HORIZON + 1).holds(archive, first)
+
+
+def test_a_save_counts_the_listens_it_adds(tmp_path: Path) -> None:
+    """The audit's case: re-pairing gives a stranded earlier record its own listen."""
+    with Archive(tmp_path / "a.db", tolerance=10) as archive:
+        archive.save_records(LB, [rec(T + 9), rec(T + 10), rec(T + 17)])
+        archive.save_records(LASTFM, [rec(T + 2)])
+        archive.save_records(LASTFM, [rec(T + 6), rec(T + 10)])
+        before = archive.count()
+        saved = archive.save_records(LASTFM, [rec(T + 16)])
+        assert archive.count() - before == saved.new
+        assert saved.new + saved.merged == 1
+
+
+def test_runs_too_long_to_pair_again_are_matched_with_their_batch_as_before(
+        archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first ListenBrainz sync (newest page first) of a song looped past ``MAX_RUN``
+    plays: its records are matched with the rest of their page, as before rematch."""
+    monkeypatch.setattr("scrobbler_cli.archive.rematch.MAX_RUN", 8)
+    archive.save_records(LASTFM, [rec(T + i * 240) for i in range(60)])
+    newest_first = [T + i * 240 + 150 for i in range(60)][::-1]
+    for i in range(0, 60, 10):
+        archive.save_records(LB, [rec(t) for t in newest_first[i:i + 10]])
+    assert archive.count() == 60
+
+
+def test_late_records_of_two_runs_in_one_batch_are_each_paired_again(
+        archive: Archive) -> None:
+    days = [T, T + 2 * 86400]  # two sessions of the song on repeat, two days apart
+    archive.save_records(LASTFM, [rec(d + k * 240) for d in days for k in range(3)])
+    archive.save_records(LB, [rec(d + k * 240 + 150) for d in days for k in range(2)])
+    archive.save_records(LB, [rec(d + 2 * 240 + 150) for d in days])  # one batch
+    assert archive.count() == 6
+    assert list(archive.missing_for(LB)) == []

@@ -571,21 +571,30 @@ class Archive:
 
     def _untangle(self, account: Account, account_id: int, batch: list[tuple[Any, ...]],
                   tangled: set[tuple[int, int]], result: SaveResult) -> None:
-        """Save the other rows as usual, then each track's tangled ones by matching their
-        run of plays again (or as usual, where ``rematch`` cannot)."""
-        from .rematch import rematch
+        """Save the tangled rows run by run by matching each run of plays again, after the
+        other rows, saved as usual (with those of runs ``rematch`` does not go to: they
+        are matched together with the rest of the batch, as before)."""
+        from .rematch import gather, rematch
 
-        rest = [row for row in batch if (row[0], row[11]) not in tangled]
-        if rest:
-            self._save_window(account, rest, result, untangle=False)
         by_track: dict[int, dict[int, tuple[Any, ...]]] = {}
         for row in batch:
             if (row[0], row[11]) in tangled:
                 by_track.setdefault(row[11], {}).setdefault(row[0], row)
+        reach = 3 * self.tolerance
+        runs: list[tuple[int, list[tuple[Any, ...]]]] = []
         for track_id, firsts in by_track.items():
-            rows = list(firsts.values())
-            result.duplicates += sum(1 for row in batch if row[11] == track_id
-                                     and (row[0], track_id) in tangled) - len(rows)
+            for row in firsts.values():  # out of each other's reach: separate runs
+                if runs and runs[-1][0] == track_id and row[0] - runs[-1][1][-1][0] <= reach:
+                    runs[-1][1].append(row)
+                else:
+                    runs.append((track_id, [row]))
+        runs = [(t, rows) for t, rows in runs if gather(self, account_id, t, rows) is not None]
+        mine = {(row[0], t) for t, rows in runs for row in rows}
+        rest = [row for row in batch if (row[0], row[11]) not in mine]
+        result.duplicates += sum(1 for row in batch if (row[0], row[11]) in mine) - len(mine)
+        if rest:
+            self._save_window(account, rest, result, untangle=False)
+        for track_id, rows in runs:
             done = rematch(self, account_id, track_id, rows, int(time.time()))
             if done is None:
                 self._save_window(account, rows, result, untangle=False)
@@ -862,15 +871,16 @@ class Archive:
 
     def run_end(self, listen_id: int, *, until: int | None = None) -> int:
         """The time of the newest play of the listen's track that follows it, each play
-        within the match tolerance of the one before (a song on repeat); the listen's
-        own time if none does. It stops looking once it reaches ``until``."""
+        within three match tolerances of the one before (a song on repeat: the reach of
+        ``rematch``, two listens whose records are within the tolerance of each other);
+        the listen's own time if none does. It stops looking once it reaches ``until``."""
         row = self.conn.execute("SELECT track_id, listened_at FROM listens WHERE id = ?",
                                 (listen_id,)).fetchone()
         if row is None:
             return 0
         track_id, end = row
         while until is None or end < until:
-            nxt = self.conn.execute(queries.NEXT_PLAY, (end, end + self.tolerance,
+            nxt = self.conn.execute(queries.NEXT_PLAY, (end, end + 3 * self.tolerance,
                                                         track_id)).fetchone()[0]
             if nxt is None:
                 break

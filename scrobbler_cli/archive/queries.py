@@ -191,14 +191,8 @@ SELECT count(*) FROM sightings s JOIN listens l ON l.id = s.listen_id
 WHERE s.account_id IN (SELECT id FROM accounts) AND s.listened_at BETWEEN ?2 AND ?3
   AND s.track_id = ?1 AND l.track_id != ?1
 """
-RUN_PUSHES = """
-SELECT listen_id, service, account, pushed_at FROM pushes WHERE listen_id IN ({marks})
-"""
-RUN_DROP_PUSHES = "DELETE FROM pushes WHERE listen_id IN ({marks})"
+RUN_PUSHED = "SELECT DISTINCT listen_id FROM pushes WHERE listen_id IN ({marks})"
 RUN_DROP_SIGHTINGS = "DELETE FROM sightings WHERE listen_id IN ({marks})"
-INSERT_PUSH = """
-INSERT OR IGNORE INTO pushes (listen_id, service, account, pushed_at) VALUES (?, ?, ?, ?)
-"""
 # A listen for a play only later sightings had: the names of the listen its new first
 # sighting was on (the same track), that sighting's own time and ids.
 COPY_LISTEN = """
@@ -210,7 +204,7 @@ SELECT ?2, artist, track, album, duration, recording_mbid, release_mbid, artist_
 FROM listens WHERE id = ?6
 """
 
-# The newest play of a track after a time and within the tolerance of it (``run_end``).
+# The newest play of a track after a time and within reach of it (``run_end``).
 NEXT_PLAY = """
 SELECT max(listened_at) FROM listens WHERE listened_at > ? AND listened_at <= ? AND track_id = ?
 """

@@ -27,9 +27,13 @@ from . import queries
 if TYPE_CHECKING:
     from . import Archive
 
-#: How far around the new records a run of plays is followed at most (seconds): a run of
-#: repeats longer than this is left to the matching made when each record was saved.
-MAX_SPAN = 7 * 86400
+#: How far a run of plays is followed at most (seconds), and how many listens it may
+#: hold: a longer run of repeats (a song looped all day) is left to the matching made
+#: when each record was saved. The bound keeps re-pairing cheap (it rewrites the run)
+#: and within what ``matching.assign`` solves exactly. Exports hold a run back as far
+#: (``export.ExportOptions.holds``).
+MAX_SPAN = 86400
+MAX_RUN = 200
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class _Group:
     members: list[_Record] = field(default_factory=list)
     listen: int | None = None
     owner: _Record | None = None
+    spare: int | None = None  # a listen another group gave up, to take over
 
 
 def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]],
@@ -62,28 +67,10 @@ def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[A
     """Save ``rows`` (one track, not yet in the archive, none a repeat of a record the
     account has) by pairing the run of plays around them again. (new listens, records
     that joined one), or None to save them the usual way."""
-    conn = archive.conn
-    tol = archive.tolerance
-    # Widen until every listen of the track is three tolerances from the edges: a record
-    # is within one of its listen, so none outside is within reach of one inside.
-    lo, hi = rows[0][0] - 3 * tol, rows[-1][0] + 3 * tol
-    while True:
-        owners = conn.execute(queries.RUN_LISTENS, (track_id, lo, hi)).fetchall()
-        times = [r[2] for r in owners] + [rows[0][0], rows[-1][0]]
-        want_lo, want_hi = min(times) - 3 * tol, max(times) + 3 * tol
-        if want_lo >= lo and want_hi <= hi:
-            break
-        lo, hi = min(lo, want_lo), max(hi, want_hi)
-        if hi - lo > MAX_SPAN:
-            return None
-    ids = [r[0] for r in owners]
-    marks = ",".join("?" * len(ids))
-    seen = conn.execute(queries.RUN_SIGHTINGS.format(marks=marks), ids).fetchall()
-    strays = conn.execute(queries.RUN_STRAYS, (track_id, lo, hi)).fetchone()[0]
-    accounts = {r[1] for r in owners} | {s[2] for s in seen} | {account_id}
-    if (strays or None in accounts or len(accounts) != 2
-            or any(s[4] != track_id for s in seen)):
+    run = gather(archive, account_id, track_id, rows)
+    if run is None:
         return None
+    owners, seen, pushed = run
     records = [_Record(r[1], r[2], r[3], r[4], r[5], row=r[0]) for r in owners]
     mbids = {r[0]: (r[6] or "", r[7] or "", r[8] or "") for r in owners}
     records += [_Record(s[2], s[3], s[5], s[6], s[7], on=s[1]) for s in seen]
@@ -94,7 +81,7 @@ def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[A
     theirs = sorted((r for r in records if r.account_id != account_id),
                     key=lambda r: r.listened_at)
     groups = [_Group([mine[i], theirs[j]]) for i, j in match_times(
-        [r.listened_at for r in mine], [r.listened_at for r in theirs], tol)]
+        [r.listened_at for r in mine], [r.listened_at for r in theirs], archive.tolerance)]
     for n, g in enumerate(groups):
         for r in g.members:
             r.group = n
@@ -104,11 +91,51 @@ def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[A
             groups.append(_Group([r]))
     if _unchanged(records, groups):
         return None  # the usual way gives the same (and writes less)
-    dropped = _apply(archive, track_id, records, groups, mbids, now)
-    # listens added: a new record's own listen less those found to be another's play
-    new = max(0, sum(1 for g in groups if g.owner is not None and g.owner.new is not None)
-              - dropped)
+    if not _place(groups, pushed):
+        return None
+    _apply(archive, track_id, records, groups, mbids, now)
+    new = len(groups) - len(owners)  # listens added (from 0 to the records saved)
     return new, len(rows) - new
+
+
+def gather(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]]
+           ) -> tuple[list[Any], list[Any], set[int]] | None:
+    """The run of plays of the track around ``rows``: its listens, their later sightings
+    and those of them pushed somewhere; None where ``rematch`` does not go (see the
+    module's doc, ``MAX_SPAN`` and ``MAX_RUN``). Reads only."""
+    conn = archive.conn
+    tol = archive.tolerance
+    # Widen until the listens of the track nearest the edges are three tolerances inside:
+    # a record is within one of its listen, so none outside is within reach of one inside.
+    reach = 3 * tol
+    lo, hi = rows[0][0] - reach, rows[-1][0] + reach
+    owners = conn.execute(queries.RUN_LISTENS, (track_id, lo, hi)).fetchall()
+    while True:
+        if len(owners) > MAX_RUN or hi - lo > MAX_SPAN:
+            return None
+        first = min([r[2] for r in owners] + [rows[0][0]]) - reach
+        last = max([r[2] for r in owners] + [rows[-1][0]]) + reach
+        more = []
+        if first < lo:
+            more += conn.execute(queries.RUN_LISTENS, (track_id, first, lo - 1)).fetchall()
+            lo = first
+        if last > hi:
+            more += conn.execute(queries.RUN_LISTENS, (track_id, hi + 1, last)).fetchall()
+            hi = last
+        if not more:
+            break
+        owners += more
+    owners.sort(key=lambda r: (r[2], r[0]))
+    ids = [r[0] for r in owners]
+    marks = ",".join("?" * len(ids))
+    seen = conn.execute(queries.RUN_SIGHTINGS.format(marks=marks), ids).fetchall()
+    strays = conn.execute(queries.RUN_STRAYS, (track_id, lo, hi)).fetchone()[0]
+    accounts = {r[1] for r in owners} | {s[2] for s in seen} | {account_id}
+    if (strays or None in accounts or len(accounts) != 2
+            or any(s[4] != track_id for s in seen)):
+        return None
+    pushed = {r[0] for r in conn.execute(queries.RUN_PUSHED.format(marks=marks), ids)}
+    return owners, seen, pushed
 
 
 def _unchanged(records: list[_Record], groups: list[_Group]) -> bool:
@@ -127,41 +154,47 @@ def _unchanged(records: list[_Record], groups: list[_Group]) -> bool:
     return True
 
 
+def _place(groups: list[_Group], pushed: set[int]) -> bool:
+    """Give each group its listen and first sighting. A group keeps a listen one of its
+    records brought: one pushed somewhere if any (what was sent was that listen, its first
+    sighting's time: it stays as it is), else the oldest. A group only later sightings
+    had takes a listen another group gave up, or a new one (``spare`` None). False when
+    two pushed listens would be one (which of them was sent cannot be told apart)."""
+    spare: list[int] = []
+    for g in groups:
+        held = sorted((m.row not in pushed, m.row) for m in g.members if m.row is not None)
+        if len(held) > 1 and not held[1][0]:
+            return False
+        if held:
+            g.listen = held[0][1]
+            g.owner = next(m for m in g.members if m.row == g.listen)
+            spare.extend(row for _, row in held[1:])
+    spare.sort()
+    for g in groups:
+        if g.listen is None:
+            fresh = [m for m in g.members if m.new is not None]
+            if fresh:  # its own listen, made from the record
+                g.owner = fresh[0]
+            else:
+                g.owner = min(g.members, key=lambda m: m.listened_at)
+                g.spare = spare.pop(0) if spare else None
+    return True
+
+
 def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list[_Group],
-           mbids: dict[int, tuple[str, str, str]], now: int) -> int:
-    """Rewrite the run as ``groups`` say, in the open transaction; how many listens
-    went."""
+           mbids: dict[int, tuple[str, str, str]], now: int) -> None:
+    """Rewrite the run as ``groups`` (``_place``d) say, in the open transaction."""
     conn = archive.conn
     rows = sorted({r.row for r in records if r.row is not None})
-    spare: list[int] = []
-    for g in groups:  # a group keeps the oldest listen one of its records brought
-        held = sorted(m.row for m in g.members if m.row is not None)
-        if held:
-            g.listen = held[0]
-            g.owner = next(m for m in g.members if m.row == held[0])
-            spare.extend(held[1:])
-    spare.sort()
-    copies: list[_Group] = []
-    spare_taken: set[int] = set()
-    for g in groups:
-        if g.listen is not None:
-            continue
-        fresh = [m for m in g.members if m.new is not None]
-        if fresh:
-            g.owner = fresh[0]
-        else:
-            g.owner = min(g.members, key=lambda m: m.listened_at)
-            if spare:  # a listen given up by another group takes this play
-                g.listen = spare.pop(0)
-                spare_taken.add(g.listen)
-            else:
-                copies.append(g)
-    # where each old listen's play went (its pushes follow it), before rows change
     moved = {r.row: groups[r.group] for r in records if r.row is not None}
     marks = ",".join("?" * len(rows))
-    pushes = conn.execute(queries.RUN_PUSHES.format(marks=marks), rows).fetchall()
-    conn.execute(queries.RUN_DROP_PUSHES.format(marks=marks), rows)
     conn.execute(queries.RUN_DROP_SIGHTINGS.format(marks=marks), rows)
+    copies = [g for g in groups if g.listen is None and g.owner is not None
+              and g.owner.new is None and g.spare is None]
+    spare_taken = {g.spare for g in groups if g.spare is not None}
+    for g in groups:
+        if g.spare is not None:  # a listen given up by another group takes this play
+            g.listen = g.spare
     for g in copies:  # a play only later sightings had: a listen like the one it was on
         owner = g.owner
         assert owner is not None and owner.on is not None
@@ -186,7 +219,7 @@ def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list
     if gone:  # what a listen that goes knew of its MusicBrainz ids, its play keeps
         conn.executemany(queries.FILL_LISTEN, [
             (*(mbids.get(r) or ("", "", "")), moved[r].listen) for r in gone])
-        archive._drop_listens(gone)
+        archive._drop_listens(gone)  # never one pushed anywhere (``_place``)
     sightings = [(g.listen, m.account_id, m.listened_at, track_id, m.remote_id or "",
                   m.raw or "", m.seen_at)
                  for g in groups for m in g.members if m is not g.owner]
@@ -194,6 +227,3 @@ def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list
     fills = [(*m.new[5:8], g.listen) for g in groups for m in g.members
              if m.new is not None and m is not g.owner]
     conn.executemany(queries.FILL_LISTEN, fills)
-    conn.executemany(queries.INSERT_PUSH, {
-        (moved[listen].listen, service, name, at) for listen, service, name, at in pushes})
-    return len(gone)
