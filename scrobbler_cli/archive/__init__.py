@@ -482,7 +482,10 @@ class Archive:
         near = {"lo": lo, "hi": hi, "account_id": account_id}
         mine = conn.execute(queries.SAME_SOURCE, {
             **near, "lo": lo - self.tolerance, "hi": hi + self.tolerance}).fetchall()
-        seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _, _ in mine}
+        # (the wider window is for ``_tangled``; records of it that are not near the
+        # batch never decide anything, nor keep it off the path of a batch with nothing
+        # near it)
+        seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _, _ in mine if lo <= t <= hi}
         if untangle and (tangled := self._tangled(batch, mine, seen)):
             self._untangle(account, account_id, batch, tangled, result)
             return
