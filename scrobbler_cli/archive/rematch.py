@@ -191,7 +191,6 @@ def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list
     conn.execute(queries.RUN_DROP_SIGHTINGS.format(marks=marks), rows)
     copies = [g for g in groups if g.listen is None and g.owner is not None
               and g.owner.new is None and g.spare is None]
-    spare_taken = {g.spare for g in groups if g.spare is not None}
     for g in groups:
         if g.spare is not None:  # a listen given up by another group takes this play
             g.listen = g.spare
@@ -203,9 +202,10 @@ def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list
             owner.on)).lastrowid
     if copies:
         archive._void_counts()
-    gone = [r for r in rows if not any(g.listen == r for g in groups)]
+    kept = {g.listen for g in groups}
+    gone = [r for r in rows if r not in kept]
     for g in groups:
-        if g.listen in spare_taken:
+        if g.spare is not None:
             assert g.owner is not None
             conn.execute(queries.PROMOTE, (g.owner.account_id, g.owner.listened_at,
                                            g.owner.remote_id, g.owner.raw,
@@ -218,7 +218,7 @@ def _apply(archive: Archive, track_id: int, records: list[_Record], groups: list
             g.listen = archive.last_id()
     if gone:  # what a listen that goes knew of its MusicBrainz ids, its play keeps
         conn.executemany(queries.FILL_LISTEN, [
-            (*(mbids.get(r) or ("", "", "")), moved[r].listen) for r in gone])
+            (*mbids[r], moved[r].listen) for r in gone])
         archive._drop_listens(gone)  # never one pushed anywhere (``_place``)
     sightings = [(g.listen, m.account_id, m.listened_at, track_id, m.remote_id or "",
                   m.raw or "", m.seen_at)
