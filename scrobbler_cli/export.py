@@ -52,9 +52,9 @@ class ExportOptions:
     def holds(self, archive: Archive, listen: Listen) -> bool:
         """Whether to hold ``listen`` back (``hold_from``): it is that recent, or it is
         one of a run of plays of its track (a song on repeat: ``Archive.run_end``) that
-        is. Until the target's records of the whole run
-        are in, a play of the run it lacks may only look missing: its record may be
-        the one a later play was paired with (archive/rematch.py)."""
+        is. Until the target's records of the whole run are in, a play of the run it
+        lacks may only look missing: its record may be the one a later play was paired
+        with (archive/rematch.py)."""
         if self.hold_from is None:
             return False
         if listen.listened_at >= self.hold_from:

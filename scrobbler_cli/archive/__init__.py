@@ -615,9 +615,9 @@ class Archive:
             self._saving[0] = None
 
     def _drop_listens(self, ids: list[int]) -> None:
-        """Delete listens found to be another listen's play (``rematch``), after their
-        records, pushes and MusicBrainz ids were moved to it: the name counts folded in
-        for them go too."""
+        """Delete listens found to be another listen's play (``rematch``, never one pushed
+        anywhere), after their records and MusicBrainz ids were moved to it: the name
+        counts folded in for them go too."""
         conn = self.conn
         counted = self.counted_to()
         marks = ",".join("?" * len(ids))

@@ -9,11 +9,12 @@ four listens once the newest record came. When a new record falls near plays of 
 track that are already paired, ``rematch`` solves the pairing of that whole run of
 plays again and moves the records to the listens it now gives them: a record moves
 from one listen to another, and two listens that turn out to be one play become one
-(the newer row goes; its pushes and counts go with it).
+(one row goes, its name counts with it; a listen pushed somewhere is the one that stays).
 
 Only the plain case is handled: records of exactly two accounts, all of one track (no
-pairing by MBID across spellings), every listen knowing its first sighting. Anything
-else returns None and the record is saved as before.
+pairing by MBID across spellings), every listen knowing its first sighting, a run of at
+most ``MAX_RUN`` listens within ``MAX_SPAN``. Anything else returns None and the record
+is saved as before.
 """
 
 from __future__ import annotations
