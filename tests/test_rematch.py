@@ -238,3 +238,25 @@ def test_late_records_of_two_runs_in_one_batch_are_each_paired_again(
     archive.save_records(LB, [rec(d + 2 * 240 + 150) for d in days])  # one batch
     assert archive.count() == 6
     assert list(archive.missing_for(LB)) == []
+
+
+@pytest.mark.parametrize("fold_after", [1, 100_000])
+def test_a_batch_that_fails_after_pairing_a_run_again_leaves_nothing_of_it(
+        tmp_path: Path, fold_after: int) -> None:
+    """Re-pairing is part of its batch's transaction: a batch that fails after it (the
+    writer process rolls that batch back alone) leaves the listens and the name counts
+    as they were, and the same records saved again are paired as they should be."""
+    with Archive(tmp_path / "a.db", fold_after=fold_after) as archive:
+        archive.save_records(LB, [rec(T + 150), rec(T + 390)])
+        archive.save_records(LASTFM, [rec(T), rec(T + 240), rec(T + 480)])
+        before = plays(archive)
+        with archive.transaction():
+            archive.save_records(LASTFM, [rec(T + 5000, track="Other")])
+            with pytest.raises(RuntimeError), archive.transaction():
+                archive.save_records(LB, [rec(T + 630)])  # pairs the run again
+                raise RuntimeError("the batch fails after it")
+        assert [p for p in plays(archive) if p != (5000,)] == before
+        folded_counts_hold(archive)
+        archive.save_records(LB, [rec(T + 630)])
+        assert plays(archive) == [(0, 150), (240, 390), (480, 630), (5000,)]
+        folded_counts_hold(archive)
