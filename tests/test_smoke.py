@@ -113,7 +113,7 @@ def test_the_writer_process_runs_without_the_garbage_collector(tmp_path) -> None
     db = tmp_path / "a.db"
     out, _ = fresh("import gc, os\nfrom scrobbler_cli.archive import writer\n"
                    "writer.serve = lambda *a, **k: print('collecting:', gc.isenabled())\n"
-                   f"code = writer.main([{str(db)!r}, '300', '10', '10', str(os.getppid())])\n"
+                   f"code = writer.main([{str(db)!r}, '300', '10', '10', '0', str(os.getppid())])\n"
                    "print('exit', code)", ())
     assert out.splitlines()[-2:] == ["collecting: False", "exit 0"]
 

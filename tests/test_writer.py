@@ -85,7 +85,7 @@ def test_the_writer_process_keeps_the_archives_cache_size_and_fold(
         for account, records, cursor in batches():
             saver.save(account, records, cursor=cursor)
         assert isinstance(saver, writer.BackgroundSaver) and saver._proc is not None
-        assert saver._proc.args[-3:-1] == ["5", "1000"]  # type: ignore[index]
+        assert saver._proc.args[-4:-2] == ["5", "1000"]  # type: ignore[index]
     assert [r.new for r in here] == [1200, 1800, 0, 700, 0]
     # caches emptied again and again (in the child, or here once it had saved what was
     # planned with them): the same rows, the same ids
@@ -432,3 +432,71 @@ def test_names_a_writer_process_made_are_found_here_afterwards(tmp_path: Path) -
         q = archive.conn.execute
         assert q("SELECT count(*) FROM artists WHERE key = 'later artist 1'").fetchone() == (1,)
         assert len(list(archive.listens(artist="later artist 1"))) == 1500 // 37 + 1 + 1
+
+
+def test_the_checkpointer_copies_commits_into_the_archive_file(tmp_path: Path) -> None:
+    """What a writer commits stays in the WAL (its own checkpoints are a backstop far
+    off): the command's checkpointer thread copies it into the file."""
+    path = tmp_path / "a.db"
+    with Archive(path) as archive:
+        archive.conn.execute("PRAGMA wal_autocheckpoint = 0")  # as the writer, nearly
+        archive.save_records(LASTFM, plays(3000), cursor=T)
+        before = path.stat().st_size
+        wal = Path(f"{path}-wal").stat().st_size
+        assert wal > 1_000_000 and before < wal / 4  # the listens are in the WAL only
+        checkpointer = writer.Checkpointer(path)
+        checkpointer.poke()
+        checkpointer.stop()
+        assert path.stat().st_size > before + wal / 2
+        # nothing is left to copy, and the archive reads the same
+        busy, frames, copied = sqlite3.connect(path).execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == copied
+        assert archive.count() == 3000
+
+
+def test_a_checkpointer_that_cannot_open_the_archive_stops_quietly(tmp_path: Path) -> None:
+    checkpointer = writer.Checkpointer(tmp_path / "none.db")
+    checkpointer.poke()
+    checkpointer.stop()  # no error, and no file made
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_the_checkpointer_ends_with_the_writer_process(tmp_path: Path) -> None:
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver() as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            assert saver._checkpointer is not None
+            thread = saver._checkpointer._thread
+            assert thread.is_alive()
+        assert not thread.is_alive()
+        assert archive.count() == 1500
+
+
+def test_an_import_that_plans_names_leaves_checkpoints_to_its_writer(tmp_path: Path) -> None:
+    """Planning names, the command is as busy as its writer: no checkpointer thread."""
+    with Archive(tmp_path / "a.db", background=True) as archive:
+        with archive.saver(plan_names=True) as saver:
+            saver.save(LASTFM, plays(1500), cursor=T + 1)
+            assert saver._proc is not None and saver._checkpointer is None
+        assert archive.count() == 1500
+
+
+@pytest.mark.parametrize("pages", [0, writer.CHILD_CHECKPOINT_PAGES])
+def test_the_writer_checkpoints_itself_only_as_a_backstop_when_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
+    statements: list[str] = []
+    connect = Archive._connect
+
+    def traced(self: Archive) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(Archive, "_connect", traced)
+    (tmp_path / "input").write_bytes(b"")
+    with open(tmp_path / "input", "rb", buffering=0) as inp:
+        writer.serve(str(tmp_path / "a.db"), 300, inp, io.BytesIO(), checkpoint_pages=pages)
+    # (what every connection of the archive sets on opening is not traced here)
+    settings = [s for s in statements if s.startswith("PRAGMA wal_autocheckpoint")]
+    assert settings == ([f"PRAGMA wal_autocheckpoint = {pages}"] if pages else [])

@@ -19,6 +19,12 @@ never outlives this process: it dies with it (``kill -9``, SIGTERM), its open
 transaction rolling back, so the write lock this process holds always covers it. On
 Ctrl-C this process hands over what it holds and waits for the child to save it.
 
+A sync's child does not copy its commits from the WAL into the archive file itself
+until the WAL holds ``CHILD_CHECKPOINT_PAGES``: a thread of this process, which is mostly
+waiting for the child, does (``Checkpointer``) after each of its commits, so the child's
+work never stops for the copying and its fsyncs. An import's process, planning names,
+is as busy as its child, which checkpoints as any connection does.
+
 The child is started isolated (``python -I``) with exactly this process's ``sys.path``,
 in its own session (a terminal's Ctrl-C reaches only this process). The protocol is
 private to this module: checked, length-prefixed pickles over the child's stdin and a
@@ -39,6 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import IO, TYPE_CHECKING, Any
 
@@ -50,7 +57,7 @@ from . import FOLD_AFTER, NAME_CACHE, record_rows
 if TYPE_CHECKING:
     from . import Archive
 
-__all__ = ["BackgroundSaver", "Saver"]
+__all__ = ["BackgroundSaver", "Checkpointer", "Saver"]
 
 #: Batches handed to the child and not yet saved; beyond this ``save`` waits, so the
 #: child never falls far behind. The child reads one batch at a time (a batch being
@@ -72,6 +79,11 @@ SPAWN_AT = 1000
 #: Seconds to wait for the child to finish its last batches once this process is
 #: interrupted; then it is killed (its open transaction rolls back).
 DRAIN_WAIT = 60.0
+#: The WAL pages at which the child checkpoints itself (``PRAGMA wal_autocheckpoint``):
+#: a backstop, as this process's ``Checkpointer`` copies each commit into the file as
+#: soon as the child reports it, and the child's own checkpoint then finds little left
+#: to copy and lets the WAL start over (128 MB of 16 KB pages at most).
+CHILD_CHECKPOINT_PAGES = 8000
 
 _HEAD = struct.Struct("<4sQ")  # a mark and the size of the pickle that follows
 _MARK = b"scrb"
@@ -154,6 +166,7 @@ class BackgroundSaver(Saver):
         self._held: list[SourceRecord] = []  # joined, not yet sent
         self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
+        self._checkpointer: Checkpointer | None = None
 
     def expect(self, records: int) -> None:
         """Start the child now if a big job is announced (a sync that has just learnt
@@ -260,6 +273,7 @@ class BackgroundSaver(Saver):
                 [sys.executable, "-I", "-c", _BOOTSTRAP, os.pathsep.join(sys.path),
                  str(self.archive.path), str(self.archive.tolerance),
                  str(self.archive.name_cache), str(self.archive.fold_after),
+                 str(0 if self.plan_names else CHILD_CHECKPOINT_PAGES),
                  str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
                 env=_without_secrets(os.environ),
@@ -277,12 +291,16 @@ class BackgroundSaver(Saver):
         self._reader = threading.Thread(target=self._read_replies, args=(proc.stdout,),
                                         name="scrob-writer-replies", daemon=True)
         self._reader.start()
+        if not self.plan_names:  # a caller that plans names is as busy as the child
+            self._checkpointer = Checkpointer(self.archive.path)
         return proc
 
     def _read_replies(self, stream: IO[bytes]) -> None:
         try:
             while (reply := _read(stream)) is not None:
                 self._replies.put(reply)
+                if self._checkpointer is not None:  # the child has committed
+                    self._checkpointer.poke()
         except BaseException:  # noqa: BLE001, S110 - a broken stream ends the replies
             pass
         finally:
@@ -367,6 +385,61 @@ class BackgroundSaver(Saver):
                 self._reader.join(timeout=5)
             if proc.stdout is not None:
                 proc.stdout.close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+
+
+class Checkpointer:
+    """Copies what the writer process commits from the WAL into the archive file, on a
+    thread of this process (SQLite runs a checkpoint without the GIL).
+
+    A checkpoint copies every committed page once more and syncs both files. Done by the
+    child after its commits (``wal_autocheckpoint``), it stopped the child's saving for
+    the copying and two fsyncs; done here, where the caller is mostly waiting for the
+    child, it costs the child nothing. ``PASSIVE``: it never waits for, nor blocks, the
+    child or a reader, and copies what is committed when it starts. Best effort: if it
+    cannot run, the child's own checkpoints and the archive's close copy the pages.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._due = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(Path(path),),
+                                        name="scrob-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """The child has committed: copy it when the copy before is done."""
+        self._due.set()
+
+    def stop(self) -> None:
+        """Copy what is committed (the archive's close would have to), then stop."""
+        self._done = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self, path: Path) -> None:
+        import sqlite3
+
+        try:
+            # its own connection (opening never creates a file), holding no transaction
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            while True:
+                self._due.wait()
+                self._due.clear()
+                last = self._done  # (read first: a stop during the copy needs another)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if last:
+                    return
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
 
 
 def _widen(pipe: IO[bytes] | None) -> None:
@@ -435,7 +508,8 @@ def _can_spawn() -> bool:
 
 
 def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
-          name_cache: int = NAME_CACHE, fold_after: int = FOLD_AFTER) -> None:
+          name_cache: int = NAME_CACHE, fold_after: int = FOLD_AFTER,
+          checkpoint_pages: int = 0) -> None:
     """The writer process: save batches as they come, answer each with its counts.
 
     Batches already waiting in the pipe when one is saved join its transaction, up to
@@ -444,6 +518,8 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
     transaction has committed. The parent holds the write lock for both of them, so
     the archive is opened without taking it. An error is answered (message and hint)
     and ends the loop: the parent raises it, and batches after it are not saved.
+    ``checkpoint_pages`` (if not 0) is the WAL size at which it checkpoints itself, when
+    the parent copies its commits into the file (``Checkpointer``).
     """
     from . import Archive
 
@@ -454,6 +530,8 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
         _write(out, _error(exc))
         return
     with archive:
+        if checkpoint_pages:  # the parent copies each commit into the file (``Checkpointer``)
+            archive.conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint_pages)}")
         while (message := _read(inp)) is not None:
             saved: list[SaveResult] = []
             failed: Exception | None = None
@@ -521,14 +599,15 @@ def _follow_parent(parent: int) -> None:
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, the name caches'
-    size, the fold's interval, parent pid."""
+    size, the fold's interval, the WAL size it checkpoints at (0: SQLite's), parent pid."""
     try:
-        path, tolerance, name_cache, fold_after, parent = argv
+        path, tolerance, name_cache, fold_after, checkpoint_pages, parent = argv
         _follow_parent(int(parent))
         collect_never()
         inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd 0, kept open
         serve(path, int(tolerance), inp, out or sys.stdout.buffer,
-              name_cache=int(name_cache), fold_after=int(fold_after))
+              name_cache=int(name_cache), fold_after=int(fold_after),
+              checkpoint_pages=int(checkpoint_pages))
     except BrokenPipeError:  # the parent is gone; what was committed stays
         return 0
     except Exception as exc:  # noqa: BLE001 - the parent reports it, never a traceback
