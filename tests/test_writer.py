@@ -462,6 +462,19 @@ def test_a_checkpointer_that_cannot_open_the_archive_stops_quietly(tmp_path: Pat
     assert not (tmp_path / "none.db").exists()
 
 
+def test_a_checkpointer_that_fails_ends_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    seen: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    (tmp_path / "bad.db").write_bytes(b"not a database at all, " * 1000)
+    checkpointer = writer.Checkpointer(tmp_path / "bad.db")
+    checkpointer.poke()
+    checkpointer.stop()
+    assert seen == [] and not checkpointer._thread.is_alive()
+
+
 def test_the_checkpointer_ends_with_the_writer_process(tmp_path: Path) -> None:
     with Archive(tmp_path / "a.db", background=True) as archive:
         with archive.saver() as saver:
