@@ -551,6 +551,42 @@ def test_full_name_caches_are_emptied_and_names_keep_their_rows(path: Path) -> N
         assert conn.execute("SELECT sum(listens) FROM tracks").fetchone()[0] == 120
 
 
+def test_names_are_looked_up_only_where_the_caches_cannot_tell(path: Path) -> None:
+    """A table found empty holds only names this archive object created, all in its
+    cache: new names are not looked up in it (a first sync or import). Once that cache
+    has been emptied, or in a table that had names before, they are."""
+    lookups: list[str] = []
+
+    def save(archive: Archive, day: int, names: list[tuple[str, str]]) -> None:
+        archive.save_records(LASTFM, [rec(T + day * 86_400 + i * 60, artist, track)
+                                      for i, (artist, track) in enumerate(names)])
+
+    names = [(f"Artist {i % 4}", f"Track {i}") for i in range(12)]
+    with Archive(path) as archive:
+        archive.conn.set_trace_callback(lookups.append)
+        for day in range(3):  # three batches of the same names: the ids found in the cache
+            save(archive, day, names[day * 4:day * 4 + 8])
+        assert not [q for q in lookups if q.startswith("SELECT key, id FROM")]
+    with Archive(path, name_cache=6) as archive:  # names from before: looked up
+        archive.conn.set_trace_callback(lookups.append)
+        save(archive, 3, names)
+        assert [q for q in lookups if q.startswith("SELECT key, id FROM tracks")]
+    lookups.clear()
+    other = path.with_name("other.db")
+    with Archive(other, name_cache=6) as archive:  # caches of 2 keys a table, emptied
+        archive.conn.set_trace_callback(lookups.append)
+        for day in range(4):
+            save(archive, day, names[day * 3:day * 3 + 3] + names[:3])
+        assert [q for q in lookups if q.startswith("SELECT key, id FROM tracks")]
+    for db in (path, other):  # each name once, its listens on it
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*), count(DISTINCT key) FROM tracks"
+                                ).fetchone() == (12, 12)
+            assert conn.execute("SELECT count(*) FROM listens l JOIN tracks t"
+                                " ON t.id = l.track_id WHERE t.name = l.track").fetchone() \
+                == conn.execute("SELECT count(*) FROM listens").fetchone()
+
+
 def test_the_name_counts_are_folded_every_fold_after_listens(path: Path) -> None:
     """A writer folds its tail of listens into the per-name counts once it holds
     ``fold_after`` of them (an import folds seldom: each fold updates every name its
