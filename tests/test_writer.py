@@ -335,19 +335,25 @@ def test_the_writer_process_gets_no_credentials(tmp_path: Path,
         SCROB_LISTENBRAINZ_TOKEN="never-needs", HOME="/home/x")))
 
 
-def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], object]],
-           monkeypatch: pytest.MonkeyPatch, *, cut: int = 0) -> tuple[list[object], list[str]]:
-    """Run the writer's loop here on batches all waiting in its input (a file: always
-    readable, like a pipe a fast parent keeps full): its replies and its statements."""
+def traced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements every archive opened from now on runs (after its opening pragmas)."""
     statements: list[str] = []
     connect = Archive._connect
 
-    def traced(self: Archive) -> sqlite3.Connection:
+    def tracing(self: Archive) -> sqlite3.Connection:
         conn = connect(self)
         conn.set_trace_callback(statements.append)
         return conn
 
-    monkeypatch.setattr(Archive, "_connect", traced)
+    monkeypatch.setattr(Archive, "_connect", tracing)
+    return statements
+
+
+def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], object]],
+           monkeypatch: pytest.MonkeyPatch, *, cut: int = 0) -> tuple[list[object], list[str]]:
+    """Run the writer's loop here on batches all waiting in its input (a file: always
+    readable, like a pipe a fast parent keeps full): its replies and its statements."""
+    statements = traced(monkeypatch)
     # the parent plans the names (its archive is the one the writer saves to, new here)
     with Archive(":memory:") as planner, open(tmp_path / "input", "wb") as stream:
         for account, records, cursor in messages:
@@ -498,15 +504,7 @@ def test_an_import_that_plans_names_leaves_checkpoints_to_its_writer(tmp_path: P
 @pytest.mark.parametrize("pages", [0, writer.CHILD_CHECKPOINT_PAGES])
 def test_the_writer_checkpoints_itself_only_as_a_backstop_when_told(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
-    statements: list[str] = []
-    connect = Archive._connect
-
-    def traced(self: Archive) -> sqlite3.Connection:
-        conn = connect(self)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(Archive, "_connect", traced)
+    statements = traced(monkeypatch)
     (tmp_path / "input").write_bytes(b"")
     with open(tmp_path / "input", "rb", buffering=0) as inp:
         writer.serve(str(tmp_path / "a.db"), 300, inp, io.BytesIO(), checkpoint_pages=pages)
