@@ -758,7 +758,7 @@ class Archive:
         kept) is added to ``new`` for ``_insert_names``."""
         cache = self._ids[table]
         whole = self._whole.get(table)
-        if whole is None:  # its cache is empty: so is the table, or it knows nothing
+        if whole is None:  # a first look, with an empty cache: whole if the table is empty
             whole = self._whole[table] = self.conn.execute(
                 f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
         missing = [k for k in wanted if k not in cache]

@@ -39,6 +39,7 @@ import os
 import pickle
 import select
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -419,8 +420,6 @@ class Checkpointer:
         self._thread.join()
 
     def _run(self, path: Path) -> None:
-        import sqlite3
-
         try:
             # its own connection (opening never creates a file), holding no transaction
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
@@ -599,7 +598,8 @@ def _follow_parent(parent: int) -> None:
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
     """The child's entry point (see ``_BOOTSTRAP``): path, tolerance, the name caches'
-    size, the fold's interval, the WAL size it checkpoints at (0: SQLite's), parent pid."""
+    size, the fold's interval, the WAL size it checkpoints at (0: the archive's own), parent
+    pid."""
     try:
         path, tolerance, name_cache, fold_after, checkpoint_pages, parent = argv
         _follow_parent(int(parent))
