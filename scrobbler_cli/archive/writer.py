@@ -423,7 +423,7 @@ class Checkpointer:
         try:
             # its own connection (opening never creates a file), holding no transaction
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
-                                   isolation_level=None, check_same_thread=False)
+                                   isolation_level=None)
         except Exception:  # noqa: BLE001 - only an optimization: never a traceback
             return
         try:
