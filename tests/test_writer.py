@@ -511,3 +511,59 @@ def test_the_writer_checkpoints_itself_only_as_a_backstop_when_told(
     # (what every connection of the archive sets on opening is not traced here)
     settings = [s for s in statements if s.startswith("PRAGMA wal_autocheckpoint")]
     assert settings == ([f"PRAGMA wal_autocheckpoint = {pages}"] if pages else [])
+
+
+# Run in a new interpreter: SQLite's library is set up once a process, before any
+# connection (this one's test process has many).
+_UNSHARED = """
+import ctypes, sqlite3, sys
+from scrobbler_cli.archive import writer
+path = next((line.split()[-1] for line in open("/proc/self/maps")
+             if line.rsplit("/", 1)[-1].startswith("libsqlite3.so")), None)
+if path is None:
+    print("built in"); sys.exit()
+lib = ctypes.CDLL(path)
+lib.sqlite3_memory_used.restype = ctypes.c_int64
+
+def used():
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(str(i) * 20,) for i in range(1000)])
+    bytes_in_use = lib.sqlite3_memory_used()
+    conn.close()
+    return bytes_in_use
+
+before = used()
+"""
+
+
+def _unshared(code: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _UNSHARED + code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    if out == ["built", "in"]:
+        pytest.skip("this Python's SQLite is built into it: the writer leaves it as it is")
+    return out
+
+
+def test_the_writer_process_runs_sqlite_without_its_locks(tmp_path: Path) -> None:
+    """``main`` tells SQLite that one thread uses it: among what that turns off are the
+    memory statistics (and the lock every allocation took for them)."""
+    out = _unshared(
+        "def serve(path, *args, **kwargs):\n"
+        "    print(before > 0, used())\n"
+        "    with Archive(path, lock=False) as archive:\n"
+        "        archive.save_records(writer.Account('lastfm', 'a'), [writer.SourceRecord("
+        "1700000000 + i, 'A', f'T{i}') for i in range(500)], cursor=1)\n"
+        "        print(archive.count())\n"
+        "import os\nfrom scrobbler_cli.archive import Archive\nwriter.serve = serve\n"
+        f"writer.main([{str(tmp_path / 'a.db')!r}, '300', '10', '10', '0', str(os.getppid())])\n")
+    assert out == ["True", "0", "500"]
+
+
+def test_sqlite_is_left_as_it_is_where_its_library_cannot_be_found(tmp_path: Path) -> None:
+    (tmp_path / "maps").write_text("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/x\n")
+    out = _unshared(f"print(writer._unshared_sqlite({str(tmp_path / 'maps')!r}),"
+                    f" writer._unshared_sqlite({str(tmp_path / 'none')!r}), used() == before)")
+    assert out == ["False", "False", "True"]
