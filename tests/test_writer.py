@@ -564,6 +564,9 @@ def test_the_writer_process_runs_sqlite_without_its_locks(tmp_path: Path) -> Non
 
 def test_sqlite_is_left_as_it_is_where_its_library_cannot_be_found(tmp_path: Path) -> None:
     (tmp_path / "maps").write_text("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/x\n")
-    out = _unshared(f"print(writer._unshared_sqlite({str(tmp_path / 'maps')!r}),"
-                    f" writer._unshared_sqlite({str(tmp_path / 'none')!r}), used() == before)")
-    assert out == ["False", "False", "True"]
+    (tmp_path / "libsqlite3.so.0").write_bytes(b"not a library")
+    (tmp_path / "odd").write_text(f"00400000-00452000 r-xp 0 0:0 1 {tmp_path}/libsqlite3.so.0\n")
+    tried = ", ".join(f"writer._unshared_sqlite({str(tmp_path / name)!r})"
+                      for name in ("maps", "none", "odd"))
+    out = _unshared(f"print({tried}, used() == before)")
+    assert out == ["False", "False", "False", "True"]

@@ -618,7 +618,8 @@ def _unshared_sqlite(maps: str = "/proc/self/maps") -> bool:
         if path is None:
             return False
         lib = ctypes.CDLL(path)  # the one already loaded: dlopen hands back the same
-        if lib.sqlite3_libversion_number() != _version_number(sqlite3.sqlite_version):
+        major, minor, patch = sqlite3.sqlite_version_info
+        if lib.sqlite3_libversion_number() != major * 1_000_000 + minor * 1000 + patch:
             return False  # another copy than the sqlite3 module's
         if lib.sqlite3_shutdown() != 0:
             return False
@@ -628,13 +629,8 @@ def _unshared_sqlite(maps: str = "/proc/self/maps") -> bool:
         finally:
             lib.sqlite3_initialize()  # (the first connection would do it too)
         return done
-    except (OSError, AttributeError, ValueError):
+    except Exception:  # noqa: BLE001 - no ctypes, no such symbol: save as before
         return False
-
-
-def _version_number(version: str) -> int:
-    major, minor, patch = (int(part) for part in version.split(".")[:3])
-    return major * 1_000_000 + minor * 1000 + patch
 
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
