@@ -612,9 +612,7 @@ def _unshared_sqlite(maps: str = "/proc/self/maps") -> bool:
     try:
         import ctypes
 
-        with open(maps, encoding="utf-8", errors="replace") as mapped:
-            path = next((line.split()[-1] for line in mapped
-                         if line.rsplit("/", 1)[-1].startswith("libsqlite3.so")), None)
+        path = _mapped_sqlite(maps)
         if path is None:
             return False
         lib = ctypes.CDLL(path)  # the one already loaded: dlopen hands back the same
@@ -631,6 +629,13 @@ def _unshared_sqlite(maps: str = "/proc/self/maps") -> bool:
         return done
     except Exception:  # noqa: BLE001 - no ctypes, no such symbol: save as before
         return False
+
+
+def _mapped_sqlite(maps: str = "/proc/self/maps") -> str | None:
+    """The path of the SQLite shared library this process has mapped, if any."""
+    with open(maps, encoding="utf-8", errors="replace") as mapped:
+        return next((line.split()[-1] for line in mapped
+                     if line.rsplit("/", 1)[-1].startswith("libsqlite3.so")), None)
 
 
 def main(argv: list[str], out: IO[bytes] | None = None) -> int:
