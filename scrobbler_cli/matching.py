@@ -12,10 +12,15 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
+from math import inf
 
 DEFAULT_TOLERANCE = 300
 #: The largest group (records × candidates) ``assign`` matches by its dynamic programme.
 MAX_CELLS = 1_000_000
+#: The largest group that ``assign`` matches exactly when its pairs may cross (a record
+#: linked to a play by recording MBID alone, under another spelling): the Hungarian
+#: method, ~cells × rows steps of Python. Such groups are a play or two of one song.
+MAX_CROSSING_CELLS = 10_000
 
 
 @dataclass(slots=True)
@@ -117,15 +122,20 @@ def _best(group: list[tuple[int, int, int, Candidate]], records: set[int]
     """``assign`` for one connected group of pairs.
 
     Both sides in time order, the best matching that never crosses (a record pairs with
-    a later candidate than an earlier record's): for plays of one track that loses
-    nothing, as swapping a crossing pair's partners never adds to the gaps nor takes one
-    beyond the tolerance. A dynamic programme over the two sequences; a group too big
-    for it (thousands of plays of one song, each within the tolerance of the next) is
-    matched smallest gap first.
+    a later candidate than an earlier record's), by a dynamic programme over the two
+    sequences. For plays of one track that loses nothing: swapping a crossing pair's
+    partners never adds to the gaps nor takes one beyond the tolerance. Where a record
+    is linked to a play by recording MBID alone (another spelling), a pair may be missing
+    that the swap needs (``_uncrossable``), and the group is matched by the Hungarian
+    method instead. A group too big for the programme (thousands of plays of one song,
+    each within the tolerance of the next) is matched smallest gap first.
     """
     rows = sorted(records)
     cands = sorted({p[1]: p[3] for p in group}.values(),
                    key=lambda c: (c.listened_at, c.listen_id))
+    if (len(rows) * len(cands) <= MAX_CROSSING_CELLS
+            and not _uncrossable(group, rows, cands)):
+        return _hungarian(group, rows, cands)
     if len(rows) * len(cands) > MAX_CELLS:
         chosen: dict[int, Candidate] = {}
         taken: set[int] = set()
@@ -159,6 +169,81 @@ def _best(group: list[tuple[int, int, int, Candidate]], records: set[int]
         else:
             out[rows[i - 1]] = cands[j - 1]
             i, j = i - 1, j - 1
+    return out
+
+
+def _uncrossable(group: list[tuple[int, int, int, Candidate]], rows: list[int],
+                 cands: list[Candidate]) -> bool:
+    """Whether the best matching of ``group`` never crosses: each record's candidates
+    are a run of ``cands`` (in time order), and the runs move on, start and end, from
+    one record to the next (as plays within a tolerance of each other do). Then the
+    partners of two crossing pairs are pairs too, with no more gap between them."""
+    col_of = {c.listen_id: j for j, c in enumerate(cands)}
+    spans: dict[int, list[int]] = {}
+    for _, lid, idx, _ in group:
+        spans.setdefault(idx, []).append(col_of[lid])
+    last_lo = last_hi = -1
+    for idx in rows:
+        cols = spans[idx]
+        lo, hi = min(cols), max(cols)
+        if hi - lo + 1 != len(cols) or lo < last_lo or hi < last_hi:
+            return False
+        last_lo, last_hi = lo, hi
+    return True
+
+
+def _hungarian(group: list[tuple[int, int, int, Candidate]], rows: list[int],
+               cands: list[Candidate]) -> dict[int, Candidate]:
+    """The matching of ``group`` with the most pairs, then the least total gap, by the
+    Hungarian method (with potentials, O(n²m)) over rows × candidates, a pair's cost
+    being minus its worth and a missing pair's 0, so it is never worth taking."""
+    worth = (max(p[0] for p in group) + 1) * (len(rows) + 1)
+    # the smaller side as the method's rows (every one of them is assigned a column)
+    flip = len(rows) > len(cands)
+    n, m = (len(cands), len(rows)) if flip else (len(rows), len(cands))
+    row_of = {idx: i for i, idx in enumerate(rows, 1)}
+    col_of = {c.listen_id: j for j, c in enumerate(cands, 1)}
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for gap, lid, idx, _ in group:
+        i, j = row_of[idx], col_of[lid]
+        if flip:
+            i, j = j, i
+        cost[i][j] = gap - worth
+    u: list[float] = [0] * (n + 1)  # the potentials (whole numbers, as the costs)
+    v: list[float] = [0] * (m + 1)
+    owner, way = [0] * (m + 1), [0] * (m + 1)  # owner[j]: the row column j is assigned
+    for i in range(1, n + 1):
+        owner[0], j0 = i, 0
+        least, used = [inf] * (m + 1), [False] * (m + 1)
+        while True:  # grow a shortest augmenting path from row i
+            used[j0] = True
+            i0, delta, j1 = owner[j0], inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    reduced = cost[i0][j] - u[i0] - v[j]
+                    if reduced < least[j]:
+                        least[j], way[j] = reduced, j0
+                    if least[j] < delta:
+                        delta, j1 = least[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    least[j] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:  # flip the path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    out: dict[int, Candidate] = {}
+    for j in range(1, m + 1):
+        i = owner[j]
+        if i and cost[i][j]:  # assigned, and a pair (not a missing one)
+            row, col = (j, i) if flip else (i, j)
+            out[rows[row - 1]] = cands[col - 1]
     return out
 
 

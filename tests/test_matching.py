@@ -360,6 +360,69 @@ def test_a_song_on_repeat_stamped_a_steady_offset_apart_is_each_play_once(
     assert list(archive.missing_for(LASTFM)) == list(archive.missing_for(LB)) == []
 
 
+def _optimum(pairs: list[tuple[int, int, int, Candidate]]) -> tuple[int, int]:
+    """The most pairs, then the least total gap, of any one-to-one matching (brute force)."""
+    best = (0, 0)
+
+    def walk(rest: list[tuple[int, int, int, Candidate]], rows: set[int], lids: set[int],
+             count: int, gap: int) -> None:
+        nonlocal best
+        best = max(best, (count, -gap))
+        for k, (g, lid, idx, _) in enumerate(rest):
+            if idx not in rows and lid not in lids:
+                walk(rest[k + 1:], rows | {idx}, lids | {lid}, count + 1, gap + g)
+
+    walk(pairs, set(), set(), 0, 0)
+    return best[0], -best[1]
+
+
+def test_assign_pairs_across_spellings_linked_by_recording_mbid() -> None:
+    """Two plays of one song, spelled two ways: the other source's first play is linked
+    to this source's second record by recording MBID alone. Both plays pair only if
+    the pairs cross in time, which pairing plays of one spelling never needs."""
+    early, late = Candidate(101, -50), Candidate(102, 250)  # "(Remastered)" + MBID; plain
+    pairs = [(250, 102, 0, late),  # record 0 at 0: plain, no MBID
+             (50, 102, 1, late), (250, 101, 1, early)]  # record 1 at 200: plain + MBID
+    assert assign(pairs) == {0: late, 1: early}
+
+
+def test_assign_finds_the_best_matching_of_any_pairs(  # a property, over random groups
+        ) -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(400):
+        times = sorted(rng.randrange(0, 900) for _ in range(rng.randint(1, 5)))
+        cands = [Candidate(100 + k, rng.randrange(-300, 1200))
+                 for k in range(rng.randint(1, 5))]
+        # pairs within the tolerance; some left out (a different spelling, no MBID)
+        pairs = [(abs(t - c.listened_at), c.listen_id, idx, c)
+                 for idx, t in enumerate(times) for c in cands
+                 if abs(t - c.listened_at) <= 300 and rng.random() < 0.8]
+        if not pairs:
+            continue
+        chosen = assign(pairs)
+        gaps = {(p[2], p[1]): p[0] for p in pairs}
+        assert all((idx, c.listen_id) in gaps for idx, c in chosen.items())
+        assert len({c.listen_id for c in chosen.values()}) == len(chosen)  # one to one
+        got = (len(chosen), sum(gaps[idx, c.listen_id] for idx, c in chosen.items()))
+        assert got == _optimum(pairs), (times, [c.listened_at for c in cands], pairs)
+
+
+def test_two_spellings_of_two_plays_linked_by_mbid_are_two_listens(archive: Archive) -> None:
+    """Another player's history spells the first play "(Remastered)" with its MBID; the
+    ListenBrainz records have the plain name, and the MBID on the second play only."""
+    mbid = "8f0c2a8a-5f8e-4b8a-9c43-2c1b7b1a0f11"
+    player = Account("import", "player.jsonl")
+    archive.save_records(player, [rec(T - 50, track="Reckoner (Remastered)",
+                                      recording_mbid=mbid), rec(T + 250)])
+    saved = archive.save_records(LB, [rec(T), rec(T + 200, recording_mbid=mbid)])
+    assert (saved.new, saved.merged) == (0, 2)
+    assert archive.count() == 2
+    assert attached(archive, LB) == {T: T + 250, T + 200: T - 50}
+    assert list(archive.missing_for(LB)) == []
+
+
 def test_a_group_too_big_to_weigh_is_matched_smallest_gap_first(
         archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("scrobbler_cli.matching.MAX_CELLS", 8)
