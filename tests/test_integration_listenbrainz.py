@@ -221,6 +221,54 @@ def test_a_delta_sync_reads_history_imported_before_everything_it_had(
     assert archived(db) == server_listens(lb)
 
 
+def test_history_imported_after_a_first_sync_stopped_part_way_is_read(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first sync that fails after its first page has saved a cursor: the oldest
+    listen the account had is noted with it, so history imported into ListenBrainz
+    before the next run (older than any listen it had) is still read."""
+    from scrobbler_cli.engines import listenbrainz as engine
+
+    monkeypatch.setattr(engine, "RETRY_BACKOFF", 0.001)
+    now = int(time.time())
+    lb.add_listens("Alice", [(now - 100 * DAY + i * 2880, "A", f"T{i}") for i in range(3000)])
+    pages = fail_after(lb, monkeypatch, "/listens", 1)
+    first = scrob("sync", "listenbrainz", "--json")
+    assert first.code == 4 and cursor_of(db) is not None
+    pages[0] = -10_000  # the server is back; years of older plays imported into it
+    lb.add_listens("Alice", [(T0 + i * DAY, "B", f"Imported {i}") for i in range(50)])
+    again = scrob("sync", "listenbrainz", "--json")
+    assert again.code == 0
+    assert archived(db) == server_listens(lb)
+
+
+def test_a_cursor_with_no_oldest_listen_noted_reads_the_whole_history_once(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    now = int(time.time())
+    lb.add_listens("Alice", [(now - DAY + i * 600, "A", f"Recent {i}") for i in range(20)])
+    assert scrob("sync", "listenbrainz").code == 0
+    with sqlite3.connect(db) as conn:  # as a build that noted it only at the end left it
+        assert conn.execute("DELETE FROM meta WHERE key LIKE 'listenbrainz_oldest:%'"
+                            ).rowcount == 1
+    lb.add_listens("Alice", [(T0 + i * DAY, "B", f"Imported {i}") for i in range(30)])
+    result = scrob("sync", "listenbrainz", "--json")
+    (report,) = result.ndjson()
+    assert (report["new"], report["complete"]) == (30, True)
+    assert archived(db) == server_listens(lb)
+    lb.add_listens("Alice", [(T0 - 5 * DAY + i, "C", f"Older {i}") for i in range(3)])
+    (report,) = scrob("sync", "listenbrainz", "--json").ndjson()  # noted again: found
+    assert report["new"] == 3 and archived(db) == server_listens(lb)
+
+
+def test_since_the_beginning_of_time_is_a_whole_walk_that_saves_the_cursor(
+        scrob, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
+    lb.add_listens("Alice", [(T0 + i * 600, "A", f"T{i}") for i in range(5)])
+    result = scrob("sync", "listenbrainz", "--since", "1970-01-01", "--json")
+    (report,) = result.ndjson()
+    assert (report["new"], report["complete"]) == (5, True)
+    assert report["cursor"] == cursor_of(db) is not None
+
+
 def test_a_delta_sync_keeps_the_mbids_the_server_mapped_since(
         scrob_proc: Any, lb: FakeListenBrainz, env: dict[str, str], db: Path) -> None:
     start = int(time.time()) - 3 * DAY

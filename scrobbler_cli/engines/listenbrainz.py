@@ -277,7 +277,8 @@ def _start(options: SyncOptions, prior: int | None) -> tuple[int, bool]:
     """
     if options.since is not None:
         start = max(FIRST_MIN_TS, int(options.since) - 1)
-        return start, prior is not None and start <= prior
+        # (a --since before the first possible listen is a whole walk)
+        return start, start == FIRST_MIN_TS or prior is not None and start <= prior
     if options.full or prior is None:
         return FIRST_MIN_TS, True
     lookback = DEFAULT_LOOKBACK if options.lookback is None else max(0, int(options.lookback))
@@ -299,12 +300,19 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
     report = SyncReport(service=SERVICE, user=account.name)
     started = int(NOW())
     prior = archive.get_cursor(account)
+    known = archive.note(_OLDEST + account.source)
+    if prior is not None and known is None and options.since is None:
+        # A cursor with no oldest listen noted beside it (an archive of a build that
+        # noted it only once a walk was done): whether older history came in since is
+        # unknowable, so read it all once.
+        prior = None
     start, contiguous = _start(options, prior)
     client = connect(config, log=options.log)
     try:
         with keeping_partial(report):
             oldest = _walk_into(archive, client, account, config.user, start, contiguous,
-                                started, report, options)
+                                started, report, options,
+                                note_oldest=known is None and start == FIRST_MIN_TS)
             known = archive.note(_OLDEST + account.source)
             if (contiguous and start > FIRST_MIN_TS and isinstance(known, int)
                     and 0 < oldest < known and oldest <= start):
@@ -319,8 +327,10 @@ def sync(archive: Archive, config: ServiceConfig, options: SyncOptions) -> SyncR
                                       note=(_OLDEST + account.source, oldest))
                 _walk_into(archive, client, account, config.user, oldest - 1, True, started,
                            report, options, whole=True)
-            elif contiguous and (oldest or started) != known:
-                # (an empty account: any listen from before this sync will be older)
+            elif contiguous and (oldest or started) != known and (
+                    known is not None or start == FIRST_MIN_TS):
+                # (an empty account: any listen from before this sync will be older; and
+                # only a whole walk tells the oldest of an account with none noted)
                 archive.set_note(_OLDEST + account.source, oldest or started)
             report.complete = True
     finally:
@@ -337,13 +347,24 @@ _OLDEST = "listenbrainz_oldest:"
 
 def _walk_into(archive: Archive, client: ListenBrainzClient, account: Account, user: str,
                start: int, contiguous: bool, started: int, report: SyncReport,
-               options: SyncOptions, *, whole: bool = False) -> int:
+               options: SyncOptions, *, whole: bool = False, note_oldest: bool = False
+               ) -> int:
     """Walk ``user``'s listens from ``start`` into the archive, page groups committed
     with their cursor when the walk is ``contiguous`` (up to ``started`` less
     ``SUBMIT_DELAY``: a play started later may still be on its way); the listen count is
     the progress total of a walk of the ``whole`` history. Returns the user's oldest
-    listen as the server reported it (0 when it did not say)."""
+    listen as the server reported it (0 when it did not say).
+
+    ``note_oldest``: a walk of the whole history, for an account with no oldest listen
+    noted yet: the first reply's is noted before a page is committed, so that a run
+    stopped part-way still tells the next one which listens are older than any it had."""
     oldest: list[int] = []
+
+    def on_reply(reply: ListensPage) -> None:
+        if note_oldest and not oldest:  # (before anything is saved)
+            archive.set_note(_OLDEST + account.source, reply.oldest_listen_ts or started)
+        oldest.append(reply.oldest_listen_ts)
+
     total = _total(client, user, options.log) if whole or start == FIRST_MIN_TS else None
     if options.on_progress:
         options.on_progress(Progress(report.fetched, total, report.fetched))
@@ -351,7 +372,7 @@ def _walk_into(archive: Archive, client: ListenBrainzClient, account: Account, u
         if total is not None:
             saver.expect(total)
         pages = walk(client, user, start, started + FUTURE_ALLOWANCE, log=options.log,
-                     on_reply=lambda reply: oldest.append(reply.oldest_listen_ts))
+                     on_reply=on_reply)
         for group in _groups(pages):
             records = [r for page, _ in group for r in page.records]
             last = group[-1][0].cursor  # pages come in time order: the last one's holds
