@@ -78,6 +78,25 @@ def test_second_writer_waits_briefly_then_exits_5(scrob_proc, holder, db: Path,
     assert 0.5 <= elapsed < 15
 
 
+def test_a_sync_that_finds_the_archive_busy_still_prints_its_json_summary(
+        scrob_proc, holder, db: Path) -> None:
+    """A cron job parsing `sync --json` gets each account's summary, error and all, as for
+    any other failure (not an empty stdout)."""
+    env = {"SCROB_LOCK_WAIT": "0.2", "SCROB_LISTENBRAINZ_USER": "alice",
+           "SCROB_LISTENBRAINZ_TOKEN": "t", "SCROB_LISTENBRAINZ_API_URL": "http://127.0.0.1:9",
+           "SCROB_LASTFM_USER": "bob", "SCROB_LASTFM_API_KEY": "k",
+           "SCROB_LASTFM_API_URL": "http://127.0.0.1:9"}
+    for args, users in ((["sync", "listenbrainz"], {"listenbrainz": "alice"}),
+                        (["sync", "all"], {"lastfm": "bob", "listenbrainz": "alice"})):
+        result = scrob_proc("--db", str(db), *args, "--json", env=env, timeout=30)
+        assert result.code == 5
+        assert result.err.count("\n") == 1 and "busy" in result.err
+        reports = result.ndjson()
+        assert {r["service"]: r["user"] for r in reports} == users  # type: ignore[index]
+        assert all("busy" in r["error"] and r["fetched"] == 0  # type: ignore[index]
+                   for r in reports)
+
+
 def test_readers_are_not_blocked_by_a_writer(scrob_proc, holder, db: Path) -> None:
     started = time.monotonic()
     listens = scrob_proc("--db", str(db), "listens", "--json", timeout=30)

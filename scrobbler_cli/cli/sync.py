@@ -64,7 +64,16 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
                                                 user=account_name(services[0], user),
                                                 error=redact(str(exc))).as_json()])
             raise
-    with st.archive(background=True) as archive:
+    try:
+        opened = st.archive(background=True)
+    except ScrobError as exc:  # (busy, unreadable): each account's summary says so
+        if json_:
+            render.write_ndjson([SyncReport(
+                service=service, user=(cfg.user if (cfg := ready.get(service))
+                                       else account_name(service, user)),
+                error=redact(str(exc))).as_json() for service in services])
+        raise
+    with opened as archive:
         for service in services:
             cfg = None
             try:
