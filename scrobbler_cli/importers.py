@@ -272,7 +272,12 @@ def _json_document(name: str, text: str) -> Iterator[Item]:
     if not isinstance(data, list):
         raise BadInput(f"{name} holds neither a list of listens nor one listen per line")
     for number, obj in enumerate(data, 1):
-        yield f"{name}[{number}]", obj, json.dumps(obj, ensure_ascii=False)
+        text = json.dumps(obj, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # "\ud800": JSON that no UTF-8 text can hold
+            obj = ValueError("holds a lone surrogate (\\ud800-\\udfff), not Unicode text")
+        yield f"{name}[{number}]", obj, text
 
 
 def _sniff(first: Any) -> str:
@@ -316,6 +321,8 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
 
 #: The path that means standard input.
 STDIN = "-"
+#: ``meta`` key: the newest listen id when an import began that has not ended yet.
+IMPORT_STARTED = "import_started_after"
 
 
 def check_input(path: str | Path, fmt: str = "auto") -> Path:
@@ -421,7 +428,7 @@ def _import(archive: Archive, path: Path, fmt: str,
         except UnicodeDecodeError as exc:
             raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
         head = start[:1]
-        if head == b"[" or (head == b"{" and path.suffix == ".json" and _is_document(path)):
+        if head == b"[" or (head == b"{" and _is_document(path)):
             try:
                 text = path.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as exc:
@@ -452,10 +459,16 @@ def _import(archive: Archive, path: Path, fmt: str,
     # reading a file is quicker than saving it: this process plans the names too, and
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
     # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
-    saver = archive.saver(tally, plan_names=True)
     # Plays whose first sighting is not the account saved first (``Archive.make_first``)
+    # and the listens it may change: those numbered above the archive's newest when the
+    # import began, or when an import stopped part-way began (kept in ``meta`` until one
+    # ends), so that running it again puts back the first sightings of what it saved.
     first_sightings: list[tuple[Account, int, str, str]] = []
-    before = archive.last_id()
+    before = archive.note(IMPORT_STARTED)
+    if not isinstance(before, int):
+        before = archive.last_id()
+        archive.set_note(IMPORT_STARTED, before)
+    saver = archive.saver(tally, plan_names=True)
 
     def flush(account: Account) -> None:
         batch = pending.pop(account, [])
@@ -494,6 +507,11 @@ def _import(archive: Archive, path: Path, fmt: str,
             if not 0 <= found[0].listened_at <= latest:
                 yield where, (f"listened_at {found[0].listened_at} is not a plausible time "
                               "in unix seconds (milliseconds?)")
+                continue
+            if found[2] and (odd := next((t for t in found[2].values() if t > latest),
+                                         None)) is not None:
+                yield where, (f"account_times holds {odd}, not a plausible time in unix "
+                              "seconds (milliseconds?)")
                 continue
             yield where, found
 
@@ -536,6 +554,7 @@ def _import(archive: Archive, path: Path, fmt: str,
                 flush(account)
         if first_sightings:
             archive.make_first(first_sightings, after=before)
+        archive.drop_note(IMPORT_STARTED)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
     if report.format == "auto":
@@ -554,14 +573,15 @@ def _looks_like_zip(path: Path) -> bool:
 
 
 def _is_document(path: Path) -> bool:
-    """A ``.json`` file that starts with ``{`` may be one API reply (indented, or all on
-    its first line) or one listen per line."""
+    """Whether a file that starts with ``{`` is one JSON object, a ListenBrainz API reply
+    (all on its first line, or indented: a first line of ``{`` or ``{"payload": {``),
+    rather than one listen per line (whatever its name: standard input has none)."""
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        first = fh.readline()
+        first = fh.readline().strip()
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
-        return True
+        return re.fullmatch(r'\{(\s*"payload"\s*:\s*\{?)?', first) is not None
     return isinstance(value, dict) and isinstance(value.get("payload"), dict)
 
 

@@ -561,6 +561,97 @@ def test_round_trip_keeps_which_account_saw_a_merged_listen_first(
         assert archive.count() == 7
 
 
+def test_an_import_stopped_part_way_then_run_again_ends_as_one_run(
+        scrob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ListenBrainz saw each play first, Last.fm 7 s earlier: the backup names lastfm
+    first in each line, so Last.fm's records are saved first and the first sightings
+    put back at the end. An import stopped before that end, run again, still does."""
+    import scrobbler_cli.importers as importers
+
+    monkeypatch.setattr(importers, "BATCH", 4)
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1714600000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lb, [SourceRecord(t + i * 600, "A", f"S{i}") for i in range(12)])
+        archive.save_records(lastfm, [SourceRecord(t + i * 600 - 7, "A", f"S{i}")
+                                      for i in range(12)])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    assert '"account_times":{"lastfm:alice":1714599993}' in out
+    backup = tmp_path / "backup.ndjson"
+    lines = out.splitlines(keepends=True)
+    backup.write_text("".join(lines[:6] + ["not json\n"] + lines[6:]), encoding="utf-8")
+
+    def stop(where: str, reason: str) -> None:  # Ctrl-C as the seventh line is read
+        raise KeyboardInterrupt
+
+    with Archive(db(tmp_path, "two.db")) as archive:
+        with pytest.raises(KeyboardInterrupt):
+            import_file(archive, backup, on_problem=stop)
+        assert 0 < archive.count() < 12  # some batches were saved, and no first sighting
+    backup.write_text(out, encoding="utf-8")
+    assert scrob("--db", db(tmp_path, "two.db"), "import", str(backup)).code == 0
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
+    with Archive(db(tmp_path, "two.db")) as archive:  # the import ended: nothing kept
+        assert archive.note(importers.IMPORT_STARTED) is None
+
+
+def test_a_lone_surrogate_in_a_json_document_is_one_invalid_record(scrob, tmp_path: Path
+                                                                   ) -> None:
+    path = tmp_path / "listens.json"
+    path.write_text('[{"listened_at": 1700000000, "artist": "A\\ud800", "track": "S"},'
+                    ' {"listened_at": 1700000001, "artist": "B", "track": "S"}]')
+    result = scrob("import", str(path))
+    assert result.code == 6 and "Traceback" not in result.err
+    assert "listens.json[1]: skipped" in result.err and "surrogate" in result.err
+    assert [r["artist"] for r in scrob("listens", "--json").ndjson()] == ["B"]
+
+
+def test_account_times_must_be_plausible_times(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "times.ndjson"
+    path.write_text(
+        '{"listened_at": 1700000000, "artist": "A", "track": "far", "accounts": '
+        '["lastfm:a", "listenbrainz:a"], "account_times": {"lastfm:a": 1099511627776}}\n'
+        '{"listened_at": 1700000000, "artist": "A", "track": "ms", "accounts": '
+        '["lastfm:a", "listenbrainz:a"], "account_times": {"lastfm:a": 1000000000000}}\n'
+        '{"listened_at": 1700000000, "artist": "A", "track": "fine", "accounts": '
+        '["lastfm:a", "listenbrainz:a"], "account_times": {"lastfm:a": 1700000030}}\n')
+    result = scrob("import", str(path))
+    assert result.code == 6
+    assert "times.ndjson:1" in result.err and "times.ndjson:2" in result.err
+    assert "account_times holds 1099511627776" in result.err
+    assert [r["track"] for r in scrob("listens", "--json").ndjson()] == ["fine"]
+
+
+@pytest.mark.parametrize("indent", [2, None])
+def test_a_listenbrainz_reply_is_told_by_its_content_not_its_name(
+        scrob_proc: Any, tmp_path: Path, indent: int | None) -> None:
+    listens = json.loads(LB_API.read_text(encoding="utf-8"))
+    reply = json.dumps({"payload": {"count": 3, "listens": listens}}, indent=indent)
+    (tmp_path / "reply.JSON").write_text(reply)
+    one = scrob_proc("--db", db(tmp_path, "one.db"), "import", str(tmp_path / "reply.JSON"),
+                     "--json")
+    piped = scrob_proc("--db", db(tmp_path, "two.db"), "import", "-", "--json", input=reply)
+    for result in (one, piped):
+        assert result.code == 0, result.err
+        assert (result.json()["format"], result.json()["new"]) == ("listenbrainz", 3)
+
+
+def test_lines_of_listens_whose_first_is_not_json_are_still_lines(scrob, tmp_path: Path
+                                                                   ) -> None:
+    path = tmp_path / "listens.json"
+    path.write_text("{not json\n" + LB_EXPORT.read_text(encoding="utf-8"), encoding="utf-8")
+    result = scrob("import", str(path), "--json")
+    assert result.code == 6
+    assert (result.json()["new"], result.json()["invalid"]) == (3, 1)
+
+
+def test_csv_shows_a_duration_of_zero(scrob, tmp_path: Path) -> None:
+    path = tmp_path / "zero.ndjson"
+    path.write_text('{"listened_at": 1700000000, "artist": "A", "track": "S", "duration": 0}\n')
+    assert scrob("import", str(path)).code == 0
+    rows = scrob("listens", "--format", "csv").out.splitlines()
+    assert rows[1].split(",")[:5] == ["1700000000", "A", "S", "", "0"]
+
+
 def test_round_trip_pairs_each_sighting_as_the_archive_did(scrob, tmp_path: Path) -> None:
     """Last.fm's play at t was paired with ListenBrainz's at t+140, the nearest; the
     one at t+200 is a listen of its own. Restored, Last.fm's record must not join the

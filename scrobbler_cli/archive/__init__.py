@@ -843,6 +843,12 @@ class Archive:
         with self.transaction():
             self._set_note(key, value)
 
+    def drop_note(self, key: str) -> None:
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        with self.transaction():
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def _set_note(self, key: str, value: object) -> None:
         self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                           " DO UPDATE SET value = excluded.value", (key, value))

@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
                 render.write_ndjson(listen.as_json() for listen in rows)
             elif fmt == "csv":
                 render.write_csv(COLUMNS, (
-                    [r.listened_at, r.artist, r.track, r.album or "", r.duration or "",
+                    [r.listened_at, r.artist, r.track, r.album or "",
+                     "" if r.duration is None else r.duration,
                      r.recording_mbid or "", r.release_mbid or "", " ".join(r.sources)]
                     for r in rows))
             else:
