@@ -456,9 +456,6 @@ def _import(archive: Archive, path: Path, fmt: str,
         report.merged += saved.merged
         report.duplicates += saved.duplicates
 
-    # reading a file is quicker than saving it: this process plans the names too, and
-    # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
-    # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
     # Plays whose first sighting is not the account saved first (``Archive.make_first``)
     # and the listens it may change: those numbered above the archive's newest when the
     # import began, or when an import stopped part-way began (kept in ``meta`` until one
@@ -468,6 +465,9 @@ def _import(archive: Archive, path: Path, fmt: str,
     if not isinstance(before, int):
         before = archive.last_id()
         archive.set_note(IMPORT_STARTED, before)
+    # reading a file is quicker than saving it: this process plans the names too, and
+    # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
+    # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
     saver = archive.saver(tally, plan_names=True)
 
     def flush(account: Account) -> None:
@@ -574,14 +574,14 @@ def _looks_like_zip(path: Path) -> bool:
 
 def _is_document(path: Path) -> bool:
     """Whether a file that starts with ``{`` is one JSON object, a ListenBrainz API reply
-    (all on its first line, or indented: a first line of ``{`` or ``{"payload": {``),
+    (all on its first line, or indented: a first line of ``{`` or ``{"payload": ...``),
     rather than one listen per line (whatever its name: standard input has none)."""
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline().strip()
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
-        return re.fullmatch(r'\{(\s*"payload"\s*:\s*\{?)?', first) is not None
+        return re.match(r'\{\s*(?:"payload"\s*:|$)', first) is not None
     return isinstance(value, dict) and isinstance(value.get("payload"), dict)
 
 

@@ -69,7 +69,7 @@ def _run(services: list[str], user: str | None, full: bool, since: str | None,
     except ScrobError as exc:  # (busy, unreadable): each account's summary says so
         if json_:
             render.write_ndjson([SyncReport(
-                service=service, user=(cfg.user if (cfg := ready.get(service))
+                service=service, user=(ready[service].user if service in ready
                                        else account_name(service, user)),
                 error=redact(str(exc))).as_json() for service in services])
         raise
