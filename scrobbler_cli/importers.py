@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .archive import Archive
+from .archive import Archive, Mates
 from .errors import BadInput, UsageError
 from .models import Account, SaveResult, SourceRecord
 
@@ -445,6 +445,7 @@ def _import(archive: Archive, path: Path, fmt: str,
 
     report = ImportReport(path=str(path), format=fmt)
     pending: dict[Account, list[SourceRecord]] = {}
+    pending_mates: dict[Account, Mates] = {}  # of the lines that name several accounts
     known: dict[str, Account] = {default_account.source: default_account}  # as written
     default_accounts = (default_account.source,)
     parser: Callable[..., tuple[SourceRecord, tuple[str, ...]]] | None = None
@@ -468,12 +469,14 @@ def _import(archive: Archive, path: Path, fmt: str,
     # reading a file is quicker than saving it: this process plans the names too, and
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
     # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
-    saver = archive.saver(tally, plan_names=True)
+    # Its records are matched only with the listens from before it (``upto``): each line
+    # of the file is one listen, as the file groups them (``Archive.save_records``).
+    saver = archive.saver(tally, plan_names=True, upto=before)
 
     def flush(account: Account) -> None:
         batch = pending.pop(account, [])
         if batch:
-            saver.save(account, batch)
+            saver.save(account, batch, mates=pending_mates.pop(account, None))
 
     def parsed() -> Iterator[tuple[Where, Scrob | str]]:
         """(where, (record, accounts, account times) or the reason it is invalid)."""
@@ -534,16 +537,22 @@ def _import(archive: Archive, path: Path, fmt: str,
                     if on_progress and report.records % 10_000 == 0:
                         on_progress(report.records)
                     continue
-                for acct in accounts or default_accounts:
+                line = [(known.get(acct) or known.setdefault(acct, Account.parse(acct)),
+                         times.get(acct)) for acct in accounts or default_accounts]
+                for account, own in line:
                     # one batch per account, however its name is spelled (Last.fm names
                     # fold case): its records are saved together, in the file's order
-                    account = known.get(acct) or known.setdefault(acct, Account.parse(acct))
                     batch = pending.setdefault(account, [])
-                    own = times.get(acct)  # that account's own time of the play, if it differs
+                    # (own: that account's own time of the play, if it differs)
                     if times and own is None:  # others saw it at other times: this is first
                         first_sightings.append((account, record.listened_at, record.artist,
                                                 record.track))
                     batch.append(record if own is None else replace(record, listened_at=own))
+                    if len(line) > 1:  # its line-mates, found by their own times
+                        pending_mates.setdefault(account, {})[
+                            (batch[-1].listened_at, record.artist, record.track)] = tuple(
+                            (mate.service, mate.name, record.listened_at if at is None else at)
+                            for mate, at in line if mate != account)
                     if len(batch) >= BATCH:
                         flush(account)
                         if account == default_account:

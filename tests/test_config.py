@@ -198,15 +198,21 @@ def test_default_archive_location(scrob, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_match_tolerance_setting_reaches_the_archive(scrob, tmp_path: Path) -> None:
-    data = tmp_path / "two.ndjson"
-    data.write_text(
-        '{"listened_at": 1000, "artist": "A", "track": "B", "accounts": ["lastfm:x"]}\n'
-        '{"listened_at": 1090, "artist": "A", "track": "B", "accounts": ["listenbrainz:x"]}\n')
-    assert scrob("--db", str(tmp_path / "default.db"), "import", str(data)).code == 0
-    assert len(scrob("--db", str(tmp_path / "default.db"), "listens", "--json").ndjson()) == 1
+    # (two files: the lines of one import are not matched with each other)
+    first, second = tmp_path / "one.ndjson", tmp_path / "two.ndjson"
+    first.write_text('{"listened_at": 1000, "artist": "A", "track": "B", '
+                     '"accounts": ["lastfm:x"]}\n')
+    second.write_text('{"listened_at": 1090, "artist": "A", "track": "B", '
+                      '"accounts": ["listenbrainz:x"]}\n')
+
+    def listens(db: str) -> int:
+        for data in (first, second):
+            assert scrob("--db", str(tmp_path / db), "import", str(data)).code == 0
+        return len(scrob("--db", str(tmp_path / db), "listens", "--json").ndjson())
+
+    assert listens("default.db") == 1
     write_config("[archive]\nmatch_tolerance = 60\n")
-    assert scrob("--db", str(tmp_path / "narrow.db"), "import", str(data)).code == 0
-    assert len(scrob("--db", str(tmp_path / "narrow.db"), "listens", "--json").ndjson()) == 2
+    assert listens("narrow.db") == 2
 
 
 # -- secrets ---------------------------------------------------------------------------

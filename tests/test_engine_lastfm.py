@@ -437,8 +437,9 @@ def test_commits_go_oldest_first_with_a_cursor_that_only_claims_what_is_in(
     commits: list[tuple[int, int]] = []
     original = archive.save_records
 
-    def spy(account: Account, records: list[SourceRecord], *, cursor: int | None = None):  # type: ignore[no-untyped-def]
-        saved = original(account, records, cursor=cursor)
+    def spy(account: Account, records: list[SourceRecord], *, cursor: int | None = None,
+            **rest: object):  # type: ignore[no-untyped-def]
+        saved = original(account, records, cursor=cursor, **rest)
         held = {t for t, _, _ in archived(archive)}
         assert cursor is not None
         assert all(ts in held for ts, _, _ in on_server(fake, before=cursor))

@@ -678,6 +678,56 @@ def test_round_trip_pairs_each_sighting_as_the_archive_did(scrob, tmp_path: Path
     assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
 
 
+def test_a_backup_of_three_accounts_restores_each_play_as_it_was(scrob, tmp_path: Path
+                                                                 ) -> None:
+    """ListenBrainz's play at t+620 and the file's at t+432 are one listen; Last.fm's at
+    t+241 (191 s from t+432, 379 s from t+620) is another. Restored, in whatever order
+    the lines (and so the accounts' batches) come, Last.fm's record must not join the
+    file's, which was saved apart from ListenBrainz's."""
+    import itertools
+
+    t = 1_700_000_000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(Account("listenbrainz", "alice"), [SourceRecord(t + 620, "A", "S")])
+        archive.save_records(Account("lastfm", "alice"), [SourceRecord(t + 241, "A", "S")])
+        archive.save_records(Account("import", "x"), [SourceRecord(t + 432, "A", "S")])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    assert [(r["listened_at"], r["accounts"]) for r in map(json.loads, out.splitlines())] == [
+        (t + 620, ["import:x", "listenbrainz:alice"]), (t + 241, ["lastfm:alice"])]
+    lines = out.splitlines()
+    lines.append(json.dumps({"listened_at": t + 5000, "artist": "B", "track": "Z",
+                             "accounts": ["import:x"]}))  # the file's account first
+    for n, order in enumerate(itertools.permutations(lines)):
+        backup = tmp_path / f"backup{n}.ndjson"
+        backup.write_text("\n".join(order) + "\n", encoding="utf-8")
+        assert scrob("--db", db(tmp_path, f"r{n}.db"), "import", str(backup)).code == 0
+        again = scrob("--db", db(tmp_path, f"r{n}.db"), "listens", "--json").out
+        assert again.splitlines()[1:] == lines[:2], order
+
+
+def test_a_backup_restored_onto_the_services_part_joins_its_listens(scrob, tmp_path: Path
+                                                                   ) -> None:
+    """The archive holds the services' records of the backup already: the file's record
+    joins the listen its line-mate is on (Last.fm's at t+241), not the nearer one (
+    ListenBrainz's at t+620, 188 s away), which it was never paired with."""
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lastfm, [SourceRecord(t + 241, "A", "S")])
+        archive.save_records(Account("import", "x"), [SourceRecord(t + 432, "A", "S")])
+        archive.save_records(lb, [SourceRecord(t + 620, "A", "S")])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    assert [r["accounts"] for r in map(json.loads, out.splitlines())] == [
+        ["listenbrainz:alice"], ["import:x", "lastfm:alice"]]
+    with Archive(db(tmp_path, "two.db")) as archive:
+        archive.save_records(lastfm, [SourceRecord(t + 241, "A", "S")])
+        archive.save_records(lb, [SourceRecord(t + 620, "A", "S")])
+    backup = tmp_path / "backup.ndjson"
+    backup.write_text(out, encoding="utf-8")
+    report = scrob("--db", db(tmp_path, "two.db"), "import", "--json", str(backup)).json()
+    assert (report["new"], report["merged"], report["duplicates"]) == (0, 1, 2)
+    assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
+
+
 def test_make_first_changes_only_the_listens_numbered_above_after(tmp_path: Path) -> None:
     lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
     with Archive(tmp_path / "a.db") as archive:
@@ -785,23 +835,25 @@ def test_parse_scrob_line_reads_a_line_as_parse_scrob_does() -> None:
 def test_records_of_one_account_are_saved_together_however_it_is_spelled(
         tmp_path: Path) -> None:
     """Two spellings of one account (ListenBrainz names fold case) make one batch, saved
-    in the file's order: which record becomes the listen and which its sighting follows
-    from that, as in any import."""
+    in the file's order and matched one-to-one with the listens the archive had: the
+    record nearer the Last.fm listen joins it, the other is a listen of its own."""
+    before = tmp_path / "before.ndjson"
+    before.write_text('{"listened_at":1700000250,"artist":"A","track":"T","album":"Y",'
+                      '"accounts":["lastfm:bob"]}\n', encoding="utf-8")
     path = tmp_path / "spellings.ndjson"
     path.write_text(
         '{"listened_at":1700000000,"artist":"A","track":"T","album":"X",'
         '"accounts":["listenbrainz:Al"]}\n'
-        '{"listened_at":1700000900,"artist":"A","track":"T","album":"Y",'
-        '"accounts":["lastfm:bob"]}\n'
-        '{"listened_at":1700000901,"artist":"A","track":"T","album":"Z",'
+        '{"listened_at":1700000260,"artist":"A","track":"T","album":"Z",'
         '"accounts":["listenbrainz:al"]}\n', encoding="utf-8")
     with Archive(db(tmp_path)) as archive:
+        import_file(archive, before)
         report = import_file(archive, path)
         listens = list(archive.listens())
-    assert (report.records, report.new, report.merged) == (3, 2, 1)
+    assert (report.records, report.new, report.merged) == (2, 1, 1)
     assert [(x.listened_at, x.album, x.accounts) for x in listens] == [
         (1700000000, "X", ("listenbrainz:al",)),
-        (1700000901, "Z", ("lastfm:bob", "listenbrainz:al")),
+        (1700000250, "Y", ("lastfm:bob", "listenbrainz:al")),
     ]
 
 

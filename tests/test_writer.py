@@ -359,7 +359,8 @@ def served(tmp_path: Path, messages: list[tuple[Account, list[SourceRecord], obj
     with Archive(":memory:") as planner, open(tmp_path / "input", "wb") as stream:
         for account, records, cursor in messages:
             rows, new_names = planner.plan_rows(records)
-            writer._write(stream, (account.service, account.name, rows, new_names, cursor))
+            writer._write(stream, (account.service, account.name, rows, new_names, cursor,
+                                   None, None))
     if cut:  # the parent was interrupted while writing its last message
         data = (tmp_path / "input").read_bytes()
         (tmp_path / "input").write_bytes(data[:-cut])

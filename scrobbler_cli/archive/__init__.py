@@ -88,6 +88,11 @@ _NAME_COLUMNS = (("artists", "artist_id"), ("tracks", "track_id"), ("albums", "a
 Spelled = tuple[str, str, str, int, int, int]
 #: New rows for the ``artists``, ``tracks`` and ``albums`` tables (``Archive.plan_rows``).
 NewNames = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+#: An import's line-mates: for a record (its time, artist and track as saved) on a line
+#: that names several accounts, the others' (service, account, own time).
+Mates = dict[tuple[int, str, str], tuple[tuple[str, str, int], ...]]
+#: ``upto`` for saves that are not an import's: every listen may be matched.
+_EVERY_LISTEN = 2**63 - 1
 
 
 def record_rows(records: Iterable[SourceRecord]) -> list[tuple[Any, ...]]:
@@ -289,6 +294,8 @@ class Archive:
         records: Iterable[SourceRecord],
         *,
         cursor: int | None = None,
+        upto: int | None = None,
+        mates: Mates | None = None,
     ) -> SaveResult:
         """Add one source's records and, in the same transaction, move its cursor.
 
@@ -298,12 +305,18 @@ class Archive:
         or an attached record fills in the MusicBrainz ids its listen lacks (nothing else:
         see ``queries.FILL_LISTEN``). The cursor only moves forward. Inside
         ``transaction()`` this is part of its transaction.
+
+        An import's records (``upto``: the newest listen id from before it began) are
+        matched only with the listens numbered up to ``upto``, never with each other's,
+        and no run of plays is paired again (``rematch``): a record with ``mates``
+        joins the listen its line-mates are on, as the file groups them.
         """
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
         with self.transaction():
             rows, new_names = self.plan_rows(records)
-            return self.save_rows(account, rows, new_names, cursor=cursor)
+            return self.save_rows(account, rows, new_names, cursor=cursor, upto=upto,
+                                  mates=mates)
 
     def save_rows(
         self,
@@ -312,6 +325,8 @@ class Archive:
         new_names: NewNames,
         *,
         cursor: int | None = None,
+        upto: int | None = None,
+        mates: Mates | None = None,
     ) -> SaveResult:
         """``save_records`` for records as ``plan_rows`` made them: the names it planned
         are created first. The writer process saves what its parent planned so."""
@@ -322,7 +337,7 @@ class Archive:
             batch = sorted(rows, key=_TIME)
             result = SaveResult(received=len(batch))
             for window in _windows(batch):
-                self._save_window(account, window, result)
+                self._save_window(account, window, result, upto=upto, mates=mates)
             if cursor is not None:
                 self.conn.execute(
                     queries.UPSERT_CURSOR,
@@ -473,12 +488,14 @@ class Archive:
         return True
 
     def _save_window(self, account: Account, batch: list[tuple[Any, ...]],
-                     result: SaveResult, *, untangle: bool = True) -> None:
+                     result: SaveResult, *, untangle: bool = True, upto: int | None = None,
+                     mates: Mates | None = None) -> None:
         """Save a time-sorted window of rows (``plan_rows``: listened_at, artist, track,
         album, duration, recording MBID, release MBID, artist MBIDs as JSON, remote id,
         raw, '' where absent; artist, track and album ids). A new record near a play of
         its track that this account and another already share has that run of plays
-        matched again (``rematch``) unless ``untangle`` is off."""
+        matched again (``rematch``) unless ``untangle`` is off or this is an import's
+        (``upto``, ``mates``: see ``save_records``)."""
         conn = self.conn
         lo = batch[0][0] - self.tolerance
         hi = batch[-1][0] + self.tolerance
@@ -491,7 +508,7 @@ class Archive:
         # batch never decide anything, nor keep it off the path of a batch with nothing
         # near it)
         seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _, _ in mine if lo <= t <= hi}
-        if untangle and (tangled := self._tangled(batch, mine, seen)):
+        if untangle and upto is None and (tangled := self._tangled(batch, mine, seen)):
             self._untangle(account, account_id, batch, tangled, result)
             return
         # those of them whose listen lacks what a repeat may say (``_fills``)
@@ -499,11 +516,14 @@ class Archive:
         # Other accounts' listens near the batch that this account has no record of yet:
         # the only ones a record may join (a single-source sync finds none at all).
         index = CandidateIndex()
-        for lid, t, tid, mbid, lacks in conn.execute(queries.CANDIDATES, near):
+        for lid, t, tid, mbid, lacks in conn.execute(queries.CANDIDATES, {
+                **near, "upto": _EVERY_LISTEN if upto is None else upto}):
             index.add(Candidate(lid, t, False, lacks), tid, mbid)
+        joined = self._join_mates(account_id, batch, seen, mates) if mates else {}
         now = int(time.time())
         insert = queries.INSERT_LISTEN.format(account_id=account_id, seen_at=now)
-        if not seen and not index and len(set(map(_IDENTITY, batch))) == len(batch):
+        if (not seen and not index and not joined
+                and len(set(map(_IDENTITY, batch))) == len(batch)):
             # Nothing near it in the archive, no repeats: every row is a new listen, saved
             # as it is (a first sync or import: no Python work a row at all).
             self._insert_listens(insert, batch)
@@ -518,14 +538,20 @@ class Archive:
         if index:
             pairs: list[tuple[int, int, int, Candidate]] = []
             known = set(seen)  # repeats are not offered a candidate they would waste
+            taken = {c.listen_id for c in joined.values()}
             for idx, row in enumerate(batch):
                 ident = (row[0], row[11])
                 if ident in known:
                     continue
                 known.add(ident)
+                if idx in joined:
+                    continue
                 pairs.extend((abs(c.listened_at - row[0]), c.listen_id, idx, c)
-                             for c in index.within(row[0], ident[1], row[5], self.tolerance))
+                             for c in index.within(row[0], ident[1], row[5], self.tolerance)
+                             if c.listen_id not in taken)
             matched = assign(pairs) if pairs else {}
+        if joined:
+            matched.update(joined)
         for idx, row in enumerate(batch):
             ident = (row[0], row[11])
             if ident in seen:  # this source reported this listen before
@@ -553,6 +579,39 @@ class Archive:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
         if fills:
             conn.executemany(queries.FILL_LISTEN, fills)
+
+    def _join_mates(self, account_id: int, batch: list[tuple[Any, ...]],
+                    seen: set[tuple[int, int]], mates: Mates) -> dict[int, Candidate]:
+        """The rows of a window (by index) whose line-mates are archived already, each
+        with the listen it joins: a line of ``scrob listens --json`` is one listen, so
+        its records end on one listen whichever account's batch is saved first. Not a
+        row already archived, nor one whose mates' listen has a record of this account
+        (then it is matched as any other), and one row a listen."""
+        wanted: dict[int, dict[tuple[int, int], int]] = {}  # mate account: identity -> row
+        rows_of: set[tuple[int, int]] = set()
+        for idx, row in enumerate(batch):
+            line = mates.get((row[0], row[1], row[2]))
+            ident = (row[0], row[11])
+            if not line or ident in seen or ident in rows_of:
+                continue
+            rows_of.add(ident)
+            for service, name, at in line:
+                them = self._account_id(Account(service, name), create=False)
+                if them is not None and them != account_id:
+                    wanted.setdefault(them, {}).setdefault((at, row[11]), idx)
+        joined: dict[int, Candidate] = {}
+        taken: set[int] = set()
+        for them, rows in wanted.items():
+            times = [at for at, _ in rows]
+            for at, tid, lid, lacks, has_mine in self.conn.execute(queries.LINE_MATES, {
+                    "account_id": account_id, "them": them, "lo": min(times),
+                    "hi": max(times)}):
+                row_idx = rows.get((at, tid))
+                if row_idx is None or has_mine or row_idx in joined or lid in taken:
+                    continue
+                joined[row_idx] = Candidate(lid, at, False, lacks)
+                taken.add(lid)
+        return joined
 
     def _tangled(self, batch: list[tuple[Any, ...]], mine: list[tuple[Any, ...]],
                  seen: set[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -794,7 +853,8 @@ class Archive:
                                       rows)
 
     def saver(self, on_saved: Callable[[SaveResult], None] | None = None, *,
-              log: Callable[[str], None] | None = None, plan_names: bool = False) -> Saver:
+              log: Callable[[str], None] | None = None, plan_names: bool = False,
+              upto: int | None = None) -> Saver:
         """A context for saving many batches: ``save(account, records, cursor=...)``.
 
         With ``background`` (the CLI's syncs and imports), batches after a small first
@@ -805,13 +865,15 @@ class Archive:
         knows how many records are coming says so with ``expect(n)``: a big job starts
         its writer process at once. ``plan_names`` has this process plan each batch's
         names (``plan_rows``) for the writer process: for a caller that has time to
-        spare while it waits for the writer (an import, not a sync).
+        spare while it waits for the writer (an import, not a sync). An import's saver
+        has ``upto`` and takes each batch's ``mates`` (see ``save_records``).
         """
         from .writer import BackgroundSaver, Saver
 
         if self.background:
-            return BackgroundSaver(self, on_saved, log=log, plan_names=plan_names)
-        return Saver(self, on_saved)
+            return BackgroundSaver(self, on_saved, log=log, plan_names=plan_names,
+                                   upto=upto)
+        return Saver(self, on_saved, upto=upto)
 
     def set_cursor(self, account: Account, cursor: int) -> None:
         self.save_records(account, [], cursor=cursor)

@@ -6,13 +6,15 @@ from __future__ import annotations
 # later sightings by other accounts are ``sightings`` rows (migration m002).
 
 # Listens of other accounts near a batch that the saving account has no record of: the
-# ones its records may join (archive.md, one-to-one matching).
+# ones its records may join (archive.md, one-to-one matching). An import's records join
+# only listens numbered up to :upto, those the archive held before it (its own lines
+# are grouped as the file groups them: ``LINE_MATES``).
 CANDIDATES = """
 SELECT l.id, l.listened_at, l.track_id, l.recording_mbid,
        (l.recording_mbid IS NULL) | ((l.release_mbid IS NULL) << 1)
        | ((l.artist_mbids IS NULL) << 2)
 FROM listens l
-WHERE l.listened_at BETWEEN :lo AND :hi
+WHERE l.listened_at BETWEEN :lo AND :hi AND l.id <= :upto
   AND l.account_id IS NOT :account_id
   AND NOT EXISTS (SELECT 1 FROM sightings s
                   WHERE s.listen_id = l.id AND s.account_id = :account_id)
@@ -37,6 +39,28 @@ SELECT s.listened_at, s.track_id, l.id,
        1
 FROM sightings s JOIN listens l ON l.id = s.listen_id
 WHERE s.account_id = :account_id AND s.listened_at BETWEEN :lo AND :hi
+"""
+
+# An import's line-mates (``Archive._join_mates``): the records :them has between :lo and
+# :hi, each with its listen, the MBIDs that listen lacks (as in SAME_SOURCE), and whether
+# that listen already has a record of :account_id.
+LINE_MATES = """
+SELECT listened_at, track_id, id,
+       (recording_mbid IS NULL) | ((release_mbid IS NULL) << 1)
+       | ((artist_mbids IS NULL) << 2),
+       EXISTS (SELECT 1 FROM sightings x WHERE x.listen_id = listens.id
+                                           AND x.account_id = :account_id)
+FROM listens
+WHERE account_id = :them AND listened_at BETWEEN :lo AND :hi
+UNION ALL
+SELECT s.listened_at, s.track_id, l.id,
+       (l.recording_mbid IS NULL) | ((l.release_mbid IS NULL) << 1)
+       | ((l.artist_mbids IS NULL) << 2),
+       l.account_id = :account_id OR EXISTS (SELECT 1 FROM sightings x
+                                              WHERE x.listen_id = l.id
+                                                AND x.account_id = :account_id)
+FROM sightings s JOIN listens l ON l.id = s.listen_id
+WHERE s.account_id = :them AND s.listened_at BETWEEN :lo AND :hi
 """
 
 # Rows come as ``Archive.plan_rows`` makes them, saved as they are: '' (0 for

@@ -53,7 +53,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .._process import collect_never
 from ..errors import ArchiveError
 from ..models import Account, SaveResult, SourceRecord
-from . import FOLD_AFTER, NAME_CACHE, record_rows
+from . import FOLD_AFTER, NAME_CACHE, Mates, record_rows
 
 if TYPE_CHECKING:
     from . import Archive
@@ -105,16 +105,20 @@ OnSaved = Callable[[SaveResult], None]
 
 
 class Saver:
-    """Saves each batch at once, in this process (``Archive.saver`` without background)."""
+    """Saves each batch at once, in this process (``Archive.saver`` without background).
+    An import's saver has ``upto`` (see ``Archive.save_records``)."""
 
-    def __init__(self, archive: Archive, on_saved: OnSaved | None = None) -> None:
+    def __init__(self, archive: Archive, on_saved: OnSaved | None = None, *,
+                 upto: int | None = None) -> None:
         self.archive = archive
         self.on_saved = on_saved
+        self.upto = upto
 
     def save(self, account: Account, records: Iterable[SourceRecord], *,
-             cursor: int | None = None) -> None:
+             cursor: int | None = None, mates: Mates | None = None) -> None:
         """Save one batch with its cursor (one transaction); report it to ``on_saved``."""
-        saved = self.archive.save_records(account, records, cursor=cursor)
+        saved = self.archive.save_records(account, records, cursor=cursor, upto=self.upto,
+                                          mates=mates)
         if self.on_saved:
             self.on_saved(saved)
 
@@ -153,9 +157,9 @@ class BackgroundSaver(Saver):
     """
 
     def __init__(self, archive: Archive, on_saved: OnSaved | None = None, *,
-                 log: Callable[[str], None] | None = None, plan_names: bool = False
-                 ) -> None:
-        super().__init__(archive, on_saved)
+                 log: Callable[[str], None] | None = None, plan_names: bool = False,
+                 upto: int | None = None) -> None:
+        super().__init__(archive, on_saved, upto=upto)
         self.log = log
         self.plan_names = plan_names
         self._proc: subprocess.Popen[bytes] | None = None
@@ -167,6 +171,7 @@ class BackgroundSaver(Saver):
         self._held: list[SourceRecord] = []  # joined, not yet sent
         self._held_for: tuple[Account, bool] | None = None  # set while anything is held
         self._held_cursor: int | None = None
+        self._held_mates: Mates = {}
         self._checkpointer: Checkpointer | None = None
 
     def expect(self, records: int) -> None:
@@ -176,22 +181,24 @@ class BackgroundSaver(Saver):
             self._proc = self._spawn()
 
     def save(self, account: Account, records: Iterable[SourceRecord], *,
-             cursor: int | None = None) -> None:
+             cursor: int | None = None, mates: Mates | None = None) -> None:
         batch = records if isinstance(records, list) else list(records)
         self._calls += 1
         if self._inline or (self._proc is None and self._calls == 1
                             and len(batch) < SPAWN_AT):
-            super().save(account, batch, cursor=cursor)
+            super().save(account, batch, cursor=cursor, mates=mates)
             return
         if self._proc is None:
             self._proc = self._spawn()
             if self._proc is None:
-                super().save(account, batch, cursor=cursor)
+                super().save(account, batch, cursor=cursor, mates=mates)
                 return
         kind = (account, cursor is None)
         if self._held_for is not None and self._held_for != kind:
             self._flush()
         self._held.extend(batch)
+        if mates:
+            self._held_mates.update(mates)
         self._held_for, self._held_cursor = kind, cursor
         while self._waiting and (reply := self._poll(block=False)) is not None:
             self._report(reply)
@@ -261,8 +268,10 @@ class BackgroundSaver(Saver):
             rows, new_names = self.archive.plan_rows(self._held, trim=wait)
         else:
             rows, new_names = record_rows(self._held), None  # the child plans them
+        mates, self._held_mates = self._held_mates or None, {}
         self._held, self._held_for = [], None
-        self._send((account.service, account.name, rows, new_names, self._held_cursor))
+        self._send((account.service, account.name, rows, new_names, self._held_cursor,
+                    self.upto, mates))
         self._waiting += 1
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
@@ -556,11 +565,12 @@ def serve(path: str, tolerance: int, inp: IO[bytes], out: IO[bytes], *,
 
 
 def _save(archive: Archive, message: Any) -> SaveResult:
-    service, name, rows, new_names, cursor = message
+    service, name, rows, new_names, cursor, upto, mates = message
     with archive.transaction():  # what planning names here hands out is void if it fails
         if new_names is None:
             rows, new_names = archive.plan_record_rows(rows)
-        return archive.save_rows(Account(service, name), rows, new_names, cursor=cursor)
+        return archive.save_rows(Account(service, name), rows, new_names, cursor=cursor,
+                                 upto=upto, mates=mates)
 
 
 def _waiting(inp: IO[bytes]) -> bool:

@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
         records are reported with their line number and skipped; the valid ones are kept
         and the command exits with code 6. Importing the same file twice adds nothing.
         A record that names several accounts (`accounts` in scrob's NDJSON) is one
-        sighting for each, and the summary counts sightings.
+        listen with a sighting for each, and the summary counts sightings. Records are
+        matched with the listens the archive held before the import, not with each
+        other: to merge two archives' backups, import one after the other.
         PATH may be - (or a pipe): `scrob --db old.db listens --json | scrob import -`.
         """
         from .. import render
