@@ -26,6 +26,7 @@ import orjson
 from .archive import Archive, Mates
 from .errors import BadInput, UsageError
 from .models import Account, SaveResult, SourceRecord
+from .normalize import track_key
 
 FORMATS = ("auto", "scrob", "listenbrainz")
 BATCH = 20_000
@@ -36,7 +37,7 @@ _ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]*:.+$")
 # the listen row, so its raw text is not stored again.
 _SCROB_KEYS = frozenset({"listened_at", "artist", "track", "album", "duration",
                          "recording_mbid", "release_mbid", "artist_mbids", "sources",
-                         "accounts", "account_times"})
+                         "accounts", "account_times", "account_tracks"})
 
 
 @dataclass
@@ -99,6 +100,11 @@ def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[s
     if times is not None and (type(times) is not dict or any(
             type(t) is not int or not 0 <= t <= MAX_TS for t in times.values())):
         raise ValueError("account_times must map accounts to unix seconds")
+    tracks = get("account_tracks")
+    if tracks is not None and (type(tracks) is not dict or not all(
+            type(t) is dict and t.keys() == {"artist", "track"}
+            and _named(t["artist"], t["track"]) for t in tracks.values())):
+        raise ValueError("account_tracks must map accounts to an artist and a track")
     album, rec_mbid, rel_mbid = get("album"), get("recording_mbid"), get("release_mbid")
     for name, value in (("album", album), ("recording_mbid", rec_mbid),
                         ("release_mbid", rel_mbid)):
@@ -111,10 +117,28 @@ def parse_scrob(obj: Any, raw: str | None = None) -> tuple[SourceRecord, tuple[s
     return record, tuple(accounts)
 
 
+def _named(artist: object, track: object) -> bool:
+    """Whether an artist and a track are names (strings with more than whitespace)."""
+    return (type(artist) is str and type(track) is str and bool(artist.strip())
+            and bool(track.strip()))
+
+
+def scrob_tracks(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The (artist, track) of each account in a line's ``account_tracks`` (a line
+    ``parse_scrob`` has read)."""
+    return {account: (t["artist"], t["track"])
+            for account, t in (obj.get("account_tracks") or {}).items()}
+
+
 def _album(name: str | None) -> str | None:
     """An album name, or None for none: empty or only whitespace (as the services'
     parsers read it; such a name would be an album with an empty key)."""
     return name if name and not name.isspace() else None
+
+
+class _Track(msgspec.Struct, forbid_unknown_fields=True):
+    artist: str
+    track: str
 
 
 class _ScrobLine(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,12 +156,14 @@ class _ScrobLine(msgspec.Struct, forbid_unknown_fields=True):
     sources: Any = None  # written by older versions; not read
     accounts: list[str] | None = None
     account_times: dict[str, int] | None = None
+    account_tracks: dict[str, _Track] | None = None
 
 
 _SCROB_LINE = msgspec.json.Decoder(_ScrobLine)
 _SCROB_LINES = msgspec.json.Decoder(list[_ScrobLine])
 
-Scrob = tuple[SourceRecord, tuple[str, ...], dict[str, int]]  # record, accounts, times
+# record, accounts, account times, account tracks
+Scrob = tuple[SourceRecord, tuple[str, ...], dict[str, int], dict[str, tuple[str, str]]]
 
 
 def parse_scrob_line(line: bytes) -> Scrob | None:
@@ -167,10 +193,15 @@ def _scrob_of(line_: _ScrobLine) -> Scrob | None:
             or (accounts and not all(map(_ACCOUNT.match, accounts)))
             or (times and not all(0 <= t <= MAX_TS for t in times.values()))):
         return None
+    tracks = {}
+    if line_.account_tracks:
+        tracks = {a: (t.artist, t.track) for a, t in line_.account_tracks.items()}
+        if not all(_named(*named) for named in tracks.values()):
+            return None
     record = SourceRecord(ts, line_.artist, line_.track, _album(line_.album), duration,
                           line_.recording_mbid or None, line_.release_mbid or None,
                           tuple(line_.artist_mbids or ()), None, None)
-    return record, tuple(accounts), times or {}
+    return record, tuple(accounts), times or {}, tracks
 
 
 def parse_listenbrainz(obj: Any) -> tuple[SourceRecord, tuple[str, ...]]:
@@ -446,6 +477,9 @@ def _import(archive: Archive, path: Path, fmt: str,
     report = ImportReport(path=str(path), format=fmt)
     pending: dict[Account, list[SourceRecord]] = {}
     pending_mates: dict[Account, Mates] = {}  # of the lines that name several accounts
+    # the records of another track than their line's (``account_tracks``), saved last
+    late: dict[Account, list[SourceRecord]] = {}
+    late_mates: dict[Account, Mates] = {}
     known: dict[str, Account] = {default_account.source: default_account}  # as written
     default_accounts = (default_account.source,)
     parser: Callable[..., tuple[SourceRecord, tuple[str, ...]]] | None = None
@@ -463,6 +497,7 @@ def _import(archive: Archive, path: Path, fmt: str,
     # ends), so that running it again puts back the first sightings of what it saved.
     first_sightings: list[tuple[Account, int, str, str]] = []
     before = archive.note(IMPORT_STARTED)
+    resumed = isinstance(before, int)
     if not isinstance(before, int):
         before = archive.last_id()
         archive.set_note(IMPORT_STARTED, before)
@@ -501,9 +536,10 @@ def _import(archive: Archive, path: Path, fmt: str,
                 try:
                     if parser is parse_scrob:
                         record, accounts = parse_scrob(obj, raw)
-                        found = record, accounts, obj.get("account_times") or {}
+                        found = (record, accounts, obj.get("account_times") or {},
+                                 scrob_tracks(obj))
                     else:
-                        found = (*parser(obj), {})
+                        found = (*parser(obj), {}, {})
                 except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
                     yield where, str(exc) or type(exc).__name__
                     continue
@@ -525,7 +561,7 @@ def _import(archive: Archive, path: Path, fmt: str,
                 if isinstance(found, str):
                     _problem(report, where, found, on_problem)
                     continue
-                record, accounts, times = found
+                record, accounts, times, tracks = found
                 report.records += 1
                 if not accounts and not times:  # the file's own account: most lines
                     if default_batch is None:
@@ -538,22 +574,33 @@ def _import(archive: Archive, path: Path, fmt: str,
                         on_progress(report.records)
                     continue
                 line = [(known.get(acct) or known.setdefault(acct, Account.parse(acct)),
-                         times.get(acct)) for acct in accounts or default_accounts]
-                for account, own in line:
-                    # one batch per account, however its name is spelled (Last.fm names
-                    # fold case): its records are saved together, in the file's order
-                    batch = pending.setdefault(account, [])
-                    # (own: that account's own time of the play, if it differs)
-                    if times and own is None:  # others saw it at other times: this is first
+                         times.get(acct), tracks.get(acct))
+                        for acct in accounts or default_accounts]
+                for account, own, named in line:
+                    # (own: that account's own time of the play, if it differs; named: the
+                    # track its record names, if another, linked by recording MBID)
+                    saved = record if own is None else replace(record, listened_at=own)
+                    if named is not None and named != (record.artist, record.track):
+                        # saved once the line's other records are: a listen it made would
+                        # keep its names, whichever record is put first on it then
+                        saved = replace(saved, artist=named[0], track=named[1])
+                        batches, mates = late, late_mates
+                    else:
+                        batches, mates = pending, pending_mates
+                    # others saw it at other times: this is the first sighting
+                    first = bool(times) and own is None and batches is pending
+                    if first:
                         first_sightings.append((account, record.listened_at, record.artist,
                                                 record.track))
-                    batch.append(record if own is None else replace(record, listened_at=own))
-                    if len(line) > 1:  # its line-mates, found by their own times
-                        pending_mates.setdefault(account, {})[
-                            (batch[-1].listened_at, record.artist, record.track)] = tuple(
-                            (mate.service, mate.name, record.listened_at if at is None else at)
-                            for mate, at in line if mate != account)
-                    if len(batch) >= BATCH:
+                    # one batch per account, however its name is spelled (Last.fm names
+                    # fold case): its records are saved together, in the file's order
+                    batch = batches.setdefault(account, [])
+                    batch.append(saved)
+                    if len(line) > 1:
+                        mates.setdefault(account, {})[
+                            (saved.listened_at, saved.artist, saved.track)] = (
+                            first, _line_mates(line, record, account, saved))
+                    if len(batch) >= BATCH and batches is pending:
                         flush(account)
                         if account == default_account:
                             default_batch = None
@@ -561,7 +608,9 @@ def _import(archive: Archive, path: Path, fmt: str,
                     on_progress(report.records)
             for account in list(pending):
                 flush(account)
-        if first_sightings:
+            for account, batch in late.items():
+                saver.save(account, batch, mates=late_mates.get(account))
+        if first_sightings and resumed:  # (else each was put first as it was saved)
             archive.make_first(first_sightings, after=before)
         archive.drop_note(IMPORT_STARTED)
     except UnicodeDecodeError as exc:
@@ -569,6 +618,20 @@ def _import(archive: Archive, path: Path, fmt: str,
     if report.format == "auto":
         report.format = "scrob"
     return report
+
+
+def _line_mates(line: list[tuple[Account, int | None, tuple[str, str] | None]],
+                record: SourceRecord, account: Account, saved: SourceRecord
+                ) -> tuple[tuple[str, str, int, str], ...]:
+    """The line-mates of ``account``'s record (``saved``) on a line naming several
+    accounts: each other account's (service, name, own time, and the key of its track
+    where that is not ``saved``'s), as ``Archive.save_records`` finds them."""
+    own_names = (saved.artist, saved.track)
+    return tuple(
+        (mate.service, mate.name, record.listened_at if at is None else at,
+         "" if (names := named or (record.artist, record.track)) == own_names
+         else track_key(*names))
+        for mate, at, named in line if mate != account)
 
 
 def _looks_like_zip(path: Path) -> bool:

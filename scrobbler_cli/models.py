@@ -232,6 +232,9 @@ class Listen:
     artist_mbids: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     seen_at: tuple[int, ...] = ()  # each account's own time, in the order of ``accounts``
+    #: (account, artist, track) of each account whose record is of another track (linked
+    #: to this listen by recording MBID alone)
+    account_tracks: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def sources(self) -> list[str]:
@@ -257,7 +260,7 @@ class Listen:
             "artist_mbids": list(self.artist_mbids),
             "sources": self.sources,
             "accounts": list(self.accounts),
-        } | self._account_times()
+        } | self._account_times() | self._account_tracks()
 
     def _account_times(self) -> dict[str, object]:
         """``account_times``: the accounts whose own time differs from the listen's
@@ -265,6 +268,15 @@ class Listen:
         imports back exactly; left out when there are none."""
         times = {a: t for a, t in zip(self.accounts, self.seen_at) if t != self.listened_at}
         return {"account_times": times} if times else {}
+
+    def _account_tracks(self) -> dict[str, object]:
+        """``account_tracks``: the accounts whose record names another track (the
+        listen's recording MBID linked them), so that an export imports back exactly:
+        that record's identity is its own track's. Left out when there are none."""
+        if not self.account_tracks:
+            return {}
+        return {"account_tracks": {account: {"artist": artist, "track": track}
+                                   for account, artist, track in self.account_tracks}}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from scrobbler_cli.archive import Archive
-from scrobbler_cli.importers import import_file, parse_scrob, parse_scrob_line
+from scrobbler_cli.importers import import_file, parse_scrob, parse_scrob_line, scrob_tracks
 from scrobbler_cli.models import Account, SourceRecord
 
 IMPORT = Path(__file__).resolve().parent / "fixtures" / "import"
@@ -705,6 +705,31 @@ def test_a_backup_of_three_accounts_restores_each_play_as_it_was(scrob, tmp_path
         assert again.splitlines()[1:] == lines[:2], order
 
 
+def test_a_record_of_another_track_restores_as_that_track(scrob, tmp_path: Path) -> None:
+    """Last.fm's `A - S2` joined ListenBrainz's `B - S` by their recording MBID; Last.fm
+    also has a play of `B - S` at the same second, a listen of its own. The backup names
+    the first record's own track (`account_tracks`): restored as the listen's track, it
+    was the second record again, and that listen was lost. Whichever line comes first."""
+    import itertools
+
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
+    with Archive(db(tmp_path, "one.db")) as archive:
+        archive.save_records(lb, [SourceRecord(t, "B", "S", recording_mbid="m1")])
+        archive.save_records(lastfm, [SourceRecord(t - 30, "A", "S2", recording_mbid="m1")])
+        archive.save_records(lastfm, [SourceRecord(t - 30, "B", "S", album="X")])
+    out = scrob("--db", db(tmp_path, "one.db"), "listens", "--json").out
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["listened_at"], r.get("account_tracks")) for r in rows] == [
+        (t, {"lastfm:alice": {"artist": "A", "track": "S2"}}), (t - 30, None)]
+    for n, order in enumerate(itertools.permutations(out.splitlines())):
+        backup = tmp_path / f"backup{n}.ndjson"
+        backup.write_text("\n".join(order) + "\n", encoding="utf-8")
+        assert scrob("--db", db(tmp_path, f"r{n}.db"), "import", str(backup)).code == 0
+        assert scrob("--db", db(tmp_path, f"r{n}.db"), "listens", "--json").out == out
+        with Archive(db(tmp_path, f"r{n}.db"), readonly=True) as archive:
+            assert archive.conn.execute("SELECT count(*) FROM listens").fetchone()[0] == 2
+
+
 def test_a_backup_restored_onto_the_services_part_joins_its_listens(scrob, tmp_path: Path
                                                                    ) -> None:
     """The archive holds the services' records of the backup already: the file's record
@@ -787,6 +812,17 @@ ODD_SCROB_LINES = [
     b'{' + _T + b'"artist":"A","track":"T","account_times":{"lastfm:al":2199023255553}}',
     b'{' + _T + b'"artist":"A","track":"T","account_times":[]}',
     b'{' + _T + b'"artist":"A","track":"T","account_times":{}}',
+    b'{' + _T + b'"artist":"A","track":"T","accounts":["lastfm:al","listenbrainz:al"],'
+    b'"account_tracks":{"listenbrainz:al":{"artist":"A","track":"T (Live)"}}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":{}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":[]}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":{"lastfm:al":{"artist":"A"}}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":{"lastfm:al":'
+    b'{"artist":"A","track":" "}}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":{"lastfm:al":'
+    b'{"artist":"A","track":"T","album":"X"}}}',
+    b'{' + _T + b'"artist":"A","track":"T","account_tracks":{"lastfm:al":'
+    b'{"artist":1,"track":"T"}}}',
     b'{' + _T + b'"artist":"A","track":"T","note":"kept as raw"}',
     b'{' + _T + b'"artist":"A","track":"T","album":" \\t "}',
     b'{' + _T + b'"artist":"A","track":"T","album":""}',
@@ -808,7 +844,7 @@ def _scrob(line: bytes) -> Any:
         record, accounts = parse_scrob(obj, line.decode())
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
-    return record, accounts, obj.get("account_times") or {}
+    return record, accounts, obj.get("account_times") or {}, scrob_tracks(obj)
 
 
 def test_an_album_of_only_whitespace_is_no_album() -> None:
@@ -969,3 +1005,57 @@ def test_lines_decoded_many_at_a_time_are_read_exactly_as_one_at_a_time(
                     encoding="utf-8")
     assert run(chunk=1 << 22)[:3] == (2, 1, [
         ("history.ndjson:2", "not valid JSON (unexpected content after document)")])
+
+
+@pytest.mark.parametrize("stop_at", [None, 1, 3])
+def test_random_dense_histories_restore_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                stop_at: int | None) -> None:
+    """Two to four accounts' plays of three songs within minutes of each other (some
+    linked by recording MBID alone), saved in random batches: what `scrob listens
+    --json` prints of them imports back into an empty archive exactly, in batches of
+    any size, also when the import is stopped part-way (``stop_at``: at that batch)
+    and run again; importing it again adds nothing."""
+    import random
+
+    import scrobbler_cli.importers as importers
+
+    names = ["lastfm:alice", "listenbrainz:alice", "import:x", "listenbrainz:bob"]
+    real = Archive.save_rows
+    stopped = 0
+    for seed in range(150):
+        rnd = random.Random(seed)
+        accounts = [Account.parse(a) for a in names[:rnd.randint(2, 4)]]
+        songs = [("A", "S"), ("A", "S2"), ("B", "S")][:rnd.randint(1, 3)]
+        with Archive(":memory:") as original:
+            for _ in range(rnd.randint(1, 8)):
+                original.save_records(rnd.choice(accounts), [
+                    SourceRecord(1_700_000_000 + rnd.randint(0, 2500), *rnd.choice(songs),
+                                 album=rnd.choice([None, "Al", "al"]),
+                                 recording_mbid=rnd.choice([None, None, "m1"]))
+                    for _ in range(rnd.randint(1, 8))])
+            lines = [json.dumps(x.as_json()) for x in original.listens(newest_first=True)]
+        path = tmp_path / "backup.ndjson"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        monkeypatch.setattr(importers, "BATCH", rnd.choice([1, 2, 3, 5, 20_000]))
+        with Archive(":memory:") as restored:
+            if stop_at is not None:
+                calls = iter(range(1, 1000))
+
+                def stops(self: Archive, *args: Any, calls: Any = calls, **kwargs: Any
+                          ) -> Any:
+                    if next(calls) == stop_at:
+                        raise KeyboardInterrupt
+                    return real(self, *args, **kwargs)
+
+                monkeypatch.setattr(Archive, "save_rows", stops)
+                try:  # (an import of fewer batches ends)
+                    import_file(restored, path)
+                except KeyboardInterrupt:
+                    stopped += 1
+                monkeypatch.setattr(Archive, "save_rows", real)
+            import_file(restored, path)
+            again = [json.dumps(x.as_json()) for x in restored.listens(newest_first=True)]
+            assert again == lines, seed
+            report = import_file(restored, path)
+            assert (report.new, report.merged) == (0, 0), seed
+    assert stop_at is None or stopped >= 50

@@ -89,8 +89,9 @@ Spelled = tuple[str, str, str, int, int, int]
 #: New rows for the ``artists``, ``tracks`` and ``albums`` tables (``Archive.plan_rows``).
 NewNames = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 #: An import's line-mates: for a record (its time, artist and track as saved) on a line
-#: that names several accounts, the others' (service, account, own time).
-Mates = dict[tuple[int, str, str], tuple[tuple[str, str, int], ...]]
+#: that names several accounts, whether it is the line's first sighting, and the others'
+#: (service, account, own time, their track's key where it is not the record's, or '').
+Mates = dict[tuple[int, str, str], tuple[bool, tuple[tuple[str, str, int, str], ...]]]
 #: ``upto`` for saves that are not an import's: every listen may be matched.
 _EVERY_LISTEN = 2**63 - 1
 
@@ -519,7 +520,8 @@ class Archive:
         for lid, t, tid, mbid, lacks in conn.execute(queries.CANDIDATES, {
                 **near, "upto": _EVERY_LISTEN if upto is None else upto}):
             index.add(Candidate(lid, t, False, lacks), tid, mbid)
-        joined = self._join_mates(account_id, batch, seen, mates) if mates else {}
+        joined, firsts = (self._join_mates(account_id, batch, seen, mates, upto)
+                          if mates else ({}, set()))
         now = int(time.time())
         insert = queries.INSERT_LISTEN.format(account_id=account_id, seen_at=now)
         if (not seen and not index and not joined
@@ -531,6 +533,7 @@ class Archive:
             return
         new_listens: list[tuple[Any, ...]] = []
         new_sightings: list[tuple[Any, ...]] = []
+        firsts_of: list[tuple[Any, ...]] = []  # rows put first on the listen they join
         fills: list[tuple[Any, ...]] = []
         # Same-source identity first, then one-to-one matching of the rest against the
         # other sources' listens, smallest time gap first (matching.assign).
@@ -562,8 +565,12 @@ class Archive:
             seen.add(ident)
             match = matched.get(idx) if matched else None
             if match is not None:  # another account's listen: this is a later sighting
-                new_sightings.append((match.listen_id, account_id, row[0], row[11],
-                                      row[8], row[9], now))
+                if firsts and idx in firsts:  # (its line's first: put first on it)
+                    firsts_of.append((account_id, row[0], row[8], row[9], now,
+                                      match.listen_id))
+                else:
+                    new_sightings.append((match.listen_id, account_id, row[0], row[11],
+                                          row[8], row[9], now))
                 if _fills(row, match.lacks):
                     fills.append((*row[5:8], match.listen_id))
                 continue
@@ -572,33 +579,48 @@ class Archive:
             # candidates.
             new_listens.append(row)
         result.new += len(new_listens)
-        result.merged += len(new_sightings)
+        result.merged += len(new_sightings) + len(firsts_of)
         if new_listens:
             self._insert_listens(insert, new_listens)
         if new_sightings:
             conn.executemany(queries.INSERT_SIGHTING, new_sightings)
+        if firsts_of:  # the record that was first becomes a later sighting
+            conn.executemany(queries.DEMOTE_FIRST, [(row[-1],) for row in firsts_of])
+            conn.executemany(queries.PUT_FIRST, firsts_of)
         if fills:
             conn.executemany(queries.FILL_LISTEN, fills)
 
     def _join_mates(self, account_id: int, batch: list[tuple[Any, ...]],
-                    seen: set[tuple[int, int]], mates: Mates) -> dict[int, Candidate]:
+                    seen: set[tuple[int, int]], mates: Mates, upto: int | None
+                    ) -> tuple[dict[int, Candidate], set[int]]:
         """The rows of a window (by index) whose line-mates are archived already, each
         with the listen it joins: a line of ``scrob listens --json`` is one listen, so
         its records end on one listen whichever account's batch is saved first. Not a
         row already archived, nor one whose mates' listen has a record of this account
-        (then it is matched as any other), and one row a listen."""
+        (then it is matched as any other), and one row a listen. And those of them that
+        are their line's first sighting and join a listen the import made (numbered
+        above ``upto``): they are put first on it, taking its time, as the backup had."""
         wanted: dict[int, dict[tuple[int, int], int]] = {}  # mate account: identity -> row
         rows_of: set[tuple[int, int]] = set()
+        first_rows: set[int] = set()
+        track_ids: dict[str, int | None] = {}
         for idx, row in enumerate(batch):
             line = mates.get((row[0], row[1], row[2]))
             ident = (row[0], row[11])
             if not line or ident in seen or ident in rows_of:
                 continue
             rows_of.add(ident)
-            for service, name, at in line:
+            if line[0]:
+                first_rows.add(idx)
+            for service, name, at, key in line[1]:
                 them = self._account_id(Account(service, name), create=False)
-                if them is not None and them != account_id:
-                    wanted.setdefault(them, {}).setdefault((at, row[11]), idx)
+                track_id = row[11] if not key else track_ids.get(key, 0)
+                if track_id == 0:  # (not looked up yet)
+                    found = self.conn.execute("SELECT id FROM tracks WHERE key = ?",
+                                              (key,)).fetchone()
+                    track_id = track_ids[key] = found[0] if found else None
+                if them is not None and them != account_id and track_id is not None:
+                    wanted.setdefault(them, {}).setdefault((at, track_id), idx)
         joined: dict[int, Candidate] = {}
         taken: set[int] = set()
         for them, rows in wanted.items():
@@ -611,7 +633,9 @@ class Archive:
                     continue
                 joined[row_idx] = Candidate(lid, at, False, lacks)
                 taken.add(lid)
-        return joined
+        firsts = {idx for idx in first_rows & joined.keys()
+                  if upto is not None and joined[idx].listen_id > upto}
+        return joined, firsts
 
     def _tangled(self, batch: list[tuple[Any, ...]], mine: list[tuple[Any, ...]],
                  seen: set[tuple[int, int]]) -> set[tuple[int, int]]:
@@ -1069,9 +1093,10 @@ class Archive:
         order = "DESC" if newest_first else "ASC"
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
                # listens of one second are ordered by what they are, not by row id, so
-               # that an export re-imported elsewhere lists them in the same order
+               # that an export re-imported elsewhere lists them in the same order (the
+               # accounts and their times tell apart two listens of one spelling)
                f" ORDER BY l.listened_at {order}, l.artist {order}, l.track {order},"
-               f" l.album {order}, l.id {order}")
+               f" l.album {order}, accounts {order}, l.id {order}")
         if limit is not None:
             sql += " LIMIT :limit"
             args["limit"] = limit
@@ -1176,6 +1201,8 @@ def _listen(row: tuple[Any, ...]) -> Listen:
         duration=row[5], recording_mbid=row[6], release_mbid=row[7],
         artist_mbids=tuple(json.loads(row[8])) if row[8] else (),
         **_seen(row[9]),
+        account_tracks=tuple(map(tuple, json.loads(row[10])))
+        if row[10] and row[10] != "[]" else (),
     )
 
 

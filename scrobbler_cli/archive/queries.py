@@ -117,12 +117,22 @@ UPDATE listens SET account_id = ?, listened_at = ?, remote_id = ?, raw = ?, seen
 WHERE id = ?
 """
 
+# An import's record put first on the listen its line-mates made (``Archive._join_mates``,
+# after DEMOTE_FIRST): PROMOTE for a row as ``Archive.plan_rows`` makes it.
+PUT_FIRST = """
+UPDATE listens SET account_id = ?, listened_at = ?, remote_id = NULLIF(?, ''),
+                   raw = CAST(NULLIF(?, '') AS TEXT), seen_at = ?
+WHERE id = ?
+"""
+
 UPSERT_CURSOR = """
 INSERT INTO cursors (service, account, cursor, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (service, account) DO UPDATE SET cursor = max(cursor, excluded.cursor),
                                              updated_at = excluded.updated_at
 """
 
+# A listen's columns for ``Listen``: its accounts, each with its own time, and those of
+# its later sightings that are of another track (linked by recording MBID), with its names.
 LISTEN_COLUMNS = """
 l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
 l.release_mbid, l.artist_mbids,
@@ -131,14 +141,20 @@ l.release_mbid, l.artist_mbids,
        UNION ALL
        SELECT a.service, a.account, s.listened_at
        FROM sightings s JOIN accounts a ON a.id = s.account_id WHERE s.listen_id = l.id
-       ORDER BY 1, 2, 3) x) AS accounts
+       ORDER BY 1, 2, 3) x) AS accounts,
+(SELECT json_group_array(json_array(x.account, x.artist, x.track))
+ FROM (SELECT a.service || ':' || a.account AS account, ar.name AS artist, t.name AS track
+       FROM sightings s JOIN accounts a ON a.id = s.account_id
+            JOIN tracks t ON t.id = s.track_id JOIN artists ar ON ar.id = t.artist_id
+       WHERE s.listen_id = l.id AND s.track_id != l.track_id
+       ORDER BY 1) x) AS account_tracks
 """
 
 # The same columns without the accounts each listen was seen by: exports do not need
 # them, and the correlated group_concat is a third of reading a candidate.
 BARE_COLUMNS = """
 l.id, l.listened_at, l.artist, l.track, l.album, l.duration, l.recording_mbid,
-l.release_mbid, l.artist_mbids, NULL AS accounts
+l.release_mbid, l.artist_mbids, NULL AS accounts, NULL AS account_tracks
 """
 
 # Whether a listen was seen by an account of :source (and :source_account, if given).
