@@ -354,6 +354,8 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
 STDIN = "-"
 #: ``meta`` key: the newest listen id when an import began that has not ended yet.
 IMPORT_STARTED = "import_started_after"
+#: ``meta`` key beside it: the largest artist and track ids then (``Archive.name_marks``).
+IMPORT_NAMES = "import_names_after"
 
 
 def check_input(path: str | Path, fmt: str = "auto") -> Path:
@@ -498,9 +500,11 @@ def _import(archive: Archive, path: Path, fmt: str,
     first_sightings: list[tuple[Account, int, str, str]] = []
     before = archive.note(IMPORT_STARTED)
     resumed = isinstance(before, int)
+    names_before = (resumed and _marks(archive.note(IMPORT_NAMES))) or archive.name_marks()
     if not isinstance(before, int):
         before = archive.last_id()
         archive.set_note(IMPORT_STARTED, before)
+        archive.set_note(IMPORT_NAMES, "{} {}".format(*names_before))
     # reading a file is quicker than saving it: this process plans the names too, and
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
     # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
@@ -610,8 +614,12 @@ def _import(archive: Archive, path: Path, fmt: str,
                 flush(account)
             for account, batch in late.items():
                 saver.save(account, batch, mates=late_mates.get(account))
+        if late:  # their names as the backup spells them (``Archive.respell``)
+            archive.respell(((r.artist, r.track) for batch in late.values() for r in batch),
+                            above=names_before)
         if first_sightings and resumed:  # (else each was put first as it was saved)
             archive.make_first(first_sightings, after=before)
+        archive.drop_note(IMPORT_NAMES)  # (first: it is read only beside the other)
         archive.drop_note(IMPORT_STARTED)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
@@ -632,6 +640,14 @@ def _line_mates(line: list[tuple[Account, int | None, tuple[str, str] | None]],
          "" if (names := named or (record.artist, record.track)) == own_names
          else track_key(*names))
         for mate, at, named in line if mate != account)
+
+
+def _marks(note: object) -> tuple[int, int] | None:
+    """``IMPORT_NAMES``'s two ids, if it holds them."""
+    parts = note.split() if isinstance(note, str) else []
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
 
 
 def _looks_like_zip(path: Path) -> bool:

@@ -592,6 +592,7 @@ def test_an_import_stopped_part_way_then_run_again_ends_as_one_run(
     assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
     with Archive(db(tmp_path, "two.db")) as archive:  # the import ended: nothing kept
         assert archive.note(importers.IMPORT_STARTED) is None
+        assert archive.note(importers.IMPORT_NAMES) is None
 
 
 def test_a_lone_surrogate_in_a_json_document_is_one_invalid_record(scrob, tmp_path: Path
@@ -1010,8 +1011,9 @@ def test_lines_decoded_many_at_a_time_are_read_exactly_as_one_at_a_time(
 @pytest.mark.parametrize("stop_at", [None, 1, 3])
 def test_random_dense_histories_restore_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 stop_at: int | None) -> None:
-    """Two to four accounts' plays of three songs within minutes of each other (some
-    linked by recording MBID alone), saved in random batches: what `scrob listens
+    """Two to four accounts' plays of up to five songs (two of them spellings of one)
+    within minutes of each other (some linked by recording MBID alone), saved in random
+    batches, some records again: what `scrob listens
     --json` prints of them imports back into an empty archive exactly, in batches of
     any size, also when the import is stopped part-way (``stop_at``: at that batch)
     and run again; importing it again adds nothing."""
@@ -1025,14 +1027,21 @@ def test_random_dense_histories_restore_exactly(tmp_path: Path, monkeypatch: pyt
     for seed in range(150):
         rnd = random.Random(seed)
         accounts = [Account.parse(a) for a in names[:rnd.randint(2, 4)]]
-        songs = [("A", "S"), ("A", "S2"), ("B", "S")][:rnd.randint(1, 3)]
+        songs = [("A", "S"), ("A", "S2"), ("B", "S"), ("a", " s"), ("C", "X")
+                 ][:rnd.randint(1, 5)]
         with Archive(":memory:") as original:
+            batch: list[SourceRecord] = []
             for _ in range(rnd.randint(1, 8)):
-                original.save_records(rnd.choice(accounts), [
-                    SourceRecord(1_700_000_000 + rnd.randint(0, 2500), *rnd.choice(songs),
-                                 album=rnd.choice([None, "Al", "al"]),
-                                 recording_mbid=rnd.choice([None, None, "m1"]))
-                    for _ in range(rnd.randint(1, 8))])
+                span = rnd.choice([300, 2500, 20000])
+                again = rnd.sample(batch, min(3, len(batch))) if rnd.random() < .3 else []
+                batch = [SourceRecord(1_700_000_000 + rnd.randint(0, span), *rnd.choice(songs),
+                                      album=rnd.choice([None, "Al", "al"]),
+                                      duration=rnd.choice([None, 200, 201]),
+                                      recording_mbid=rnd.choice([None, None, "m1", "m2"]),
+                                      release_mbid=rnd.choice([None, "r1"]),
+                                      artist_mbids=rnd.choice([(), ("a1",)]))
+                         for _ in range(rnd.randint(1, 10))] + again
+                original.save_records(rnd.choice(accounts), batch)
             lines = [json.dumps(x.as_json()) for x in original.listens(newest_first=True)]
         path = tmp_path / "backup.ndjson"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -943,6 +943,25 @@ class Archive:
         """The largest listen id (0 for none): listens saved later are numbered above."""
         return self.conn.execute("SELECT max(id) FROM listens").fetchone()[0] or 0
 
+    def name_marks(self) -> tuple[int, int]:
+        """The largest artist and track ids: names created later are numbered above."""
+        return tuple(self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
+                     for table in ("artists", "tracks"))  # type: ignore[return-value]
+
+    def respell(self, names: Iterable[tuple[str, str]], *, above: tuple[int, int]) -> None:
+        """Spell each (artist, track) in the name tables as given, where that artist or
+        track was created after ``above`` (``name_marks``): a restored backup's
+        ``account_tracks`` print the spelling the original archive saw first, which the
+        import may have met after another spelling of the same name."""
+        if self.readonly:
+            raise ArchiveError("the archive was opened read-only")
+        with self.transaction():
+            for artist, track in dict.fromkeys(names):
+                self.conn.execute("UPDATE artists SET name = ? WHERE key = ? AND id > ?",
+                                  (artist, name_key(artist), above[0]))
+                self.conn.execute("UPDATE tracks SET name = ? WHERE key = ? AND id > ?",
+                                  (track, track_key(artist, track), above[1]))
+
     def make_first(self, records: Iterable[tuple[Account, int, str, str]], *,
                    after: int) -> int:
         """Make each record (account, listened_at, artist, track) the first sighting of
