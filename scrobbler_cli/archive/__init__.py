@@ -623,18 +623,20 @@ class Archive:
                     wanted.setdefault(them, {}).setdefault((at, track_id), idx)
         joined: dict[int, Candidate] = {}
         taken: set[int] = set()
+        firsts: set[int] = set()
         for them, rows in wanted.items():
             times = [at for at, _ in rows]
-            for at, tid, lid, lacks, has_mine in self.conn.execute(queries.LINE_MATES, {
-                    "account_id": account_id, "them": them, "lo": min(times),
-                    "hi": max(times)}):
+            for at, tid, lid, lacks, has_mine, its_track in self.conn.execute(
+                    queries.LINE_MATES, {"account_id": account_id, "them": them,
+                                         "lo": min(times), "hi": max(times)}):
                 row_idx = rows.get((at, tid))
                 if row_idx is None or has_mine or row_idx in joined or lid in taken:
                     continue
                 joined[row_idx] = Candidate(lid, at, False, lacks)
                 taken.add(lid)
-        firsts = {idx for idx in first_rows & joined.keys()
-                  if upto is not None and joined[idx].listen_id > upto}
+                if (row_idx in first_rows and upto is not None and lid > upto
+                        and its_track == batch[row_idx][11]):
+                    firsts.add(row_idx)
         return joined, firsts
 
     def _tangled(self, batch: list[tuple[Any, ...]], mine: list[tuple[Any, ...]],

@@ -42,14 +42,15 @@ WHERE s.account_id = :account_id AND s.listened_at BETWEEN :lo AND :hi
 """
 
 # An import's line-mates (``Archive._join_mates``): the records :them has between :lo and
-# :hi, each with its listen, the MBIDs that listen lacks (as in SAME_SOURCE), and whether
-# that listen already has a record of :account_id.
+# :hi, each with its listen, the MBIDs that listen lacks (as in SAME_SOURCE), whether
+# that listen already has a record of :account_id, and the listen's track.
 LINE_MATES = """
 SELECT listened_at, track_id, id,
        (recording_mbid IS NULL) | ((release_mbid IS NULL) << 1)
        | ((artist_mbids IS NULL) << 2),
        EXISTS (SELECT 1 FROM sightings x WHERE x.listen_id = listens.id
-                                           AND x.account_id = :account_id)
+                                           AND x.account_id = :account_id),
+       track_id
 FROM listens
 WHERE account_id = :them AND listened_at BETWEEN :lo AND :hi
 UNION ALL
@@ -58,7 +59,8 @@ SELECT s.listened_at, s.track_id, l.id,
        | ((l.artist_mbids IS NULL) << 2),
        l.account_id = :account_id OR EXISTS (SELECT 1 FROM sightings x
                                               WHERE x.listen_id = l.id
-                                                AND x.account_id = :account_id)
+                                                AND x.account_id = :account_id),
+       l.track_id
 FROM sightings s JOIN listens l ON l.id = s.listen_id
 WHERE s.account_id = :them AND s.listened_at BETWEEN :lo AND :hi
 """
