@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .archive import Archive, Mates
+from .archive import IMPORT_NOTE, Archive, Mates
 from .errors import BadInput, UsageError
 from .models import Account, SaveResult, SourceRecord
 from .normalize import track_key
@@ -352,10 +352,6 @@ def _zip_items(path: Path) -> tuple[Iterator[Item], str | None]:
 
 #: The path that means standard input.
 STDIN = "-"
-#: ``meta`` key: the newest listen id when an import began that has not ended yet.
-IMPORT_STARTED = "import_started_after"
-#: ``meta`` key beside it: the largest artist and track ids then (``Archive.name_marks``).
-IMPORT_NAMES = "import_names_after"
 
 
 def check_input(path: str | Path, fmt: str = "auto") -> Path:
@@ -493,18 +489,17 @@ def _import(archive: Archive, path: Path, fmt: str,
         report.merged += saved.merged
         report.duplicates += saved.duplicates
 
-    # Plays whose first sighting is not the account saved first (``Archive.make_first``)
-    # and the listens it may change: those numbered above the archive's newest when the
-    # import began, or when an import stopped part-way began (kept in ``meta`` until one
-    # ends), so that running it again puts back the first sightings of what it saved.
+    # The archive's newest listen and names when the import began, or when the same
+    # file's import began that stopped part-way (``IMPORT_NOTE``, kept from its first
+    # save until an import ends): running it again matches with the same listens, and
+    # puts back the first sightings of the plays it saved (``Archive.make_first``).
     first_sightings: list[tuple[Account, int, str, str]] = []
-    before = archive.note(IMPORT_STARTED)
-    resumed = isinstance(before, int)
-    names_before = (resumed and _marks(archive.note(IMPORT_NAMES))) or archive.name_marks()
-    if not isinstance(before, int):
-        before = archive.last_id()
-        archive.set_note(IMPORT_STARTED, before)
-        archive.set_note(IMPORT_NAMES, "{} {}".format(*names_before))
+    file_id = _fingerprint(path)
+    held = _unfinished(archive.note(IMPORT_NOTE), file_id)
+    resumed = held is not None
+    before, *names = held or (archive.last_id(), *archive.name_marks())
+    names_before = (names[0], names[1])
+    noted = False
     # reading a file is quicker than saving it: this process plans the names too, and
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5
     # CPU-s, this process ~5.5 -> ~9; the import 13.16 -> 11.22 s in a slow hour)
@@ -512,10 +507,19 @@ def _import(archive: Archive, path: Path, fmt: str,
     # of the file is one listen, as the file groups them (``Archive.save_records``).
     saver = archive.saver(tally, plan_names=True, upto=before)
 
+    def save(account: Account, batch: list[SourceRecord], mates: Mates | None) -> None:
+        nonlocal noted
+        if not noted:  # (before anything is saved: no writer process is running yet)
+            archive.set_note(IMPORT_NOTE, json.dumps(
+                {"file": file_id, "listens": before, "artists": names_before[0],
+                 "tracks": names_before[1]}))
+            noted = True
+        saver.save(account, batch, mates=mates)
+
     def flush(account: Account) -> None:
         batch = pending.pop(account, [])
         if batch:
-            saver.save(account, batch, mates=pending_mates.pop(account, None))
+            save(account, batch, pending_mates.pop(account, None))
 
     def parsed() -> Iterator[tuple[Where, Scrob | str]]:
         """(where, (record, accounts, account times) or the reason it is invalid)."""
@@ -580,11 +584,18 @@ def _import(archive: Archive, path: Path, fmt: str,
                 line = [(known.get(acct) or known.setdefault(acct, Account.parse(acct)),
                          times.get(acct), tracks.get(acct))
                         for acct in accounts or default_accounts]
+                if len(line) > 1 and len({account for account, _, _ in line}) < len(line):
+                    # one account named twice (Last.fm names fold case): its first
+                    firsts: dict[Account, tuple[Account, int | None, Any]] = {}
+                    for entry in line:
+                        firsts.setdefault(entry[0], entry)
+                    line = list(firsts.values())
                 for account, own, named in line:
                     # (own: that account's own time of the play, if it differs; named: the
                     # track its record names, if another, linked by recording MBID)
                     saved = record if own is None else replace(record, listened_at=own)
-                    if named is not None and named != (record.artist, record.track):
+                    if named is not None and track_key(*named) != track_key(
+                            record.artist, record.track):
                         # saved once the line's other records are: a listen it made would
                         # keep its names, whichever record is put first on it then
                         saved = replace(saved, artist=named[0], track=named[1])
@@ -613,14 +624,13 @@ def _import(archive: Archive, path: Path, fmt: str,
             for account in list(pending):
                 flush(account)
             for account, batch in late.items():
-                saver.save(account, batch, mates=late_mates.get(account))
+                save(account, batch, late_mates.get(account))
         if late:  # their names as the backup spells them (``Archive.respell``)
             archive.respell(((r.artist, r.track) for batch in late.values() for r in batch),
                             above=names_before)
         if first_sightings and resumed:  # (else each was put first as it was saved)
             archive.make_first(first_sightings, after=before)
-        archive.drop_note(IMPORT_NAMES)  # (first: it is read only beside the other)
-        archive.drop_note(IMPORT_STARTED)
+        archive.drop_note(IMPORT_NOTE)
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not UTF-8 text ({exc.reason})") from None
     if report.format == "auto":
@@ -642,12 +652,27 @@ def _line_mates(line: list[tuple[Account, int | None, tuple[str, str] | None]],
         for mate, at, named in line if mate != account)
 
 
-def _marks(note: object) -> tuple[int, int] | None:
-    """``IMPORT_NAMES``'s two ids, if it holds them."""
-    parts = note.split() if isinstance(note, str) else []
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+def _fingerprint(path: Path) -> str:
+    """What tells a file from another: its name, size and the CRC of its first MB."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    return f"{path.name} {path.stat().st_size} {zlib.crc32(head):08x}"
+
+
+def _unfinished(note: object, file_id: str) -> tuple[int, int, int] | None:
+    """The listen, artist and track ids ``IMPORT_NOTE`` kept for the file, if it holds
+    them for this one."""
+    if not isinstance(note, str):
         return None
-    return int(parts[0]), int(parts[1])
+    try:
+        held = json.loads(note)
+        if held["file"] == file_id:
+            found = (held["listens"], held["artists"], held["tracks"])
+            if all(type(n) is int for n in found):
+                return found
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None
 
 
 def _looks_like_zip(path: Path) -> bool:

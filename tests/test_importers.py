@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -587,12 +588,59 @@ def test_an_import_stopped_part_way_then_run_again_ends_as_one_run(
         with pytest.raises(KeyboardInterrupt):
             import_file(archive, backup, on_problem=stop)
         assert 0 < archive.count() < 12  # some batches were saved, and no first sighting
-    backup.write_text(out, encoding="utf-8")
-    assert scrob("--db", db(tmp_path, "two.db"), "import", str(backup)).code == 0
+        assert archive.note(importers.IMPORT_NOTE) is not None
+    assert scrob("--db", db(tmp_path, "two.db"), "import", str(backup)).code == 6
     assert scrob("--db", db(tmp_path, "two.db"), "listens", "--json").out == out
     with Archive(db(tmp_path, "two.db")) as archive:  # the import ended: nothing kept
-        assert archive.note(importers.IMPORT_STARTED) is None
-        assert archive.note(importers.IMPORT_NAMES) is None
+        assert archive.note(importers.IMPORT_NOTE) is None
+
+
+@pytest.mark.parametrize("between", ["sync", "import"])
+def test_a_stopped_import_run_again_after_other_saves_matches_their_listens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, between: str) -> None:
+    """An import of Last.fm's plays stops after its first batch; ListenBrainz's records
+    of the same plays are then saved (by a sync, or by importing another file). Run
+    again, the stopped import must match its records with those listens: what it keeps
+    in ``meta`` for a run again is for itself, and anything else that saves listens ends
+    it (else its matching stayed limited to the listens from before it began, and every
+    play was counted twice)."""
+    import scrobbler_cli.importers as importers
+
+    monkeypatch.setattr(importers, "BATCH", 10)
+    t = 1_700_000_000
+    plays = [(t + i * 600, f"S{i}") for i in range(30)]
+    lastfm = tmp_path / "lastfm.ndjson"
+    lastfm.write_text("".join(json.dumps({"listened_at": at, "artist": "A", "track": s,
+                                          "accounts": ["lastfm:alice"]}) + "\n"
+                              for at, s in plays), encoding="utf-8")
+    lb = tmp_path / "lb.ndjson"
+    lb.write_text("".join(json.dumps({"listened_at": at + 40, "artist": "A", "track": s,
+                                      "accounts": ["listenbrainz:alice"]}) + "\n"
+                          for at, s in plays), encoding="utf-8")
+    real = Archive.save_rows
+    calls = iter(range(1, 100))
+
+    def stops(self: Archive, *args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    with Archive(db(tmp_path)) as archive:
+        monkeypatch.setattr(Archive, "save_rows", stops)
+        with pytest.raises(KeyboardInterrupt):
+            import_file(archive, lastfm)
+        monkeypatch.setattr(Archive, "save_rows", real)
+        assert archive.count() == 10
+        if between == "sync":
+            with archive.saver() as saver:
+                saver.save(Account("listenbrainz", "alice"),
+                           [SourceRecord(at + 40, "A", s) for at, s in plays])
+        else:
+            assert import_file(archive, lb).merged == 10
+        report = import_file(archive, lastfm)
+        assert (report.new, report.merged, report.duplicates) == (0, 20, 10)
+        assert archive.count() == 30
+        assert archive.note(importers.IMPORT_NOTE) is None
 
 
 def test_a_lone_surrogate_in_a_json_document_is_one_invalid_record(scrob, tmp_path: Path
@@ -1068,3 +1116,32 @@ def test_random_dense_histories_restore_exactly(tmp_path: Path, monkeypatch: pyt
             report = import_file(restored, path)
             assert (report.new, report.merged) == (0, 0), seed
     assert stop_at is None or stopped >= 50
+
+
+def test_a_listenbrainz_export_pairs_a_song_on_repeat_as_a_sync_does(tmp_path: Path
+                                                                     ) -> None:
+    """Last.fm and ListenBrainz's newest plays of a song on repeat are synced; the
+    ListenBrainz export then brings its older plays. Its records name no line-mates, so
+    the run of plays is paired again (``rematch``) as when a sync brings them: four plays
+    stay four listens (paired one at a time, one play was counted twice)."""
+    lastfm, lb, t = Account("lastfm", "alice"), Account("listenbrainz", "alice"), 1700000000
+    lb_times = [2040, 2250, 2459, 2700]
+
+    def archive_after(saving: Callable[[Archive], None]) -> list[tuple[int, ...]]:
+        with Archive(":memory:") as archive:
+            archive.save_records(lastfm, [SourceRecord(t + s, "A", "S")
+                                          for s in (2040, 2460, 2670, 2870)])
+            archive.save_records(lb, [SourceRecord(t + s, "A", "S") for s in lb_times[2:]])
+            saving(archive)
+            return sorted(x.seen_at for x in archive.listens())
+
+    export = tmp_path / "listens.jsonl"
+    export.write_text("".join(json.dumps({
+        "listened_at": t + s, "user_name": "alice",
+        "track_metadata": {"artist_name": "A", "track_name": "S"}}) + "\n"
+        for s in lb_times), encoding="utf-8")
+    synced = archive_after(lambda archive: archive.save_records(
+        lb, [SourceRecord(t + s, "A", "S") for s in lb_times]))
+    imported = archive_after(lambda archive: import_file(archive, export))
+    assert len(synced) == 4
+    assert imported == synced

@@ -76,8 +76,8 @@ PAGE_SIZE = 16384
 _CHECKPOINT_PAGES = 2000
 _WAL_KEEP = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint
 
-__all__ = ["FOLD_AFTER", "IMPORT_FOLD_AFTER", "IMPORT_NAME_CACHE", "NAME_CACHE", "Archive",
-           "SCHEMA_VERSION", "record_rows"]
+__all__ = ["FOLD_AFTER", "IMPORT_FOLD_AFTER", "IMPORT_NAME_CACHE", "IMPORT_NOTE", "NAME_CACHE",
+           "Archive", "SCHEMA_VERSION", "record_rows"]
 
 # The artist, track and album ids of a row (``plan_rows``), and its identity.
 _NAME_IDS = (itemgetter(10), itemgetter(11), itemgetter(12))
@@ -94,6 +94,10 @@ NewNames = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, .
 Mates = dict[tuple[int, str, str], tuple[bool, tuple[tuple[str, str, int, str], ...]]]
 #: ``upto`` for saves that are not an import's: every listen may be matched.
 _EVERY_LISTEN = 2**63 - 1
+#: ``meta`` key of an import that has saved something and not ended (importers.py): the
+#: file and the archive's newest listen and name ids when it began. Anything else that
+#: saves listens (a sync) drops it: running that import again is then a new import.
+IMPORT_NOTE = "import_unfinished"
 
 
 def record_rows(records: Iterable[SourceRecord]) -> list[tuple[Any, ...]]:
@@ -309,8 +313,9 @@ class Archive:
 
         An import's records (``upto``: the newest listen id from before it began) are
         matched only with the listens numbered up to ``upto``, never with each other's,
-        and no run of plays is paired again (``rematch``): a record with ``mates``
-        joins the listen its line-mates are on, as the file groups them.
+        nor is a run of plays paired again where a listen the import made holds another
+        account's record (``rematch.gather``): a record with ``mates`` joins the listen
+        its line-mates are on, as the file groups them.
         """
         if self.readonly:
             raise ArchiveError("the archive was opened read-only")
@@ -495,8 +500,8 @@ class Archive:
         album, duration, recording MBID, release MBID, artist MBIDs as JSON, remote id,
         raw, '' where absent; artist, track and album ids). A new record near a play of
         its track that this account and another already share has that run of plays
-        matched again (``rematch``) unless ``untangle`` is off or this is an import's
-        (``upto``, ``mates``: see ``save_records``)."""
+        matched again (``rematch``) unless ``untangle`` is off (``upto``, ``mates``: see
+        ``save_records``)."""
         conn = self.conn
         lo = batch[0][0] - self.tolerance
         hi = batch[-1][0] + self.tolerance
@@ -509,8 +514,13 @@ class Archive:
         # batch never decide anything, nor keep it off the path of a batch with nothing
         # near it)
         seen: set[tuple[int, int]] = {(t, tid) for t, tid, _, _, _ in mine if lo <= t <= hi}
-        if untangle and upto is None and (tangled := self._tangled(batch, mine, seen)):
-            self._untangle(account, account_id, batch, tangled, result)
+        # (an import's rows whose line-mates are archived join their listen, whatever
+        # else is near: they are not paired again)
+        joined, firsts = (self._join_mates(account_id, batch, seen, mates, upto)
+                          if mates else ({}, set()))
+        if untangle and (tangled := self._tangled(batch, mine, seen).difference(
+                (batch[idx][0], batch[idx][11]) for idx in joined)):
+            self._untangle(account, account_id, batch, tangled, result, upto, mates)
             return
         # those of them whose listen lacks what a repeat may say (``_fills``)
         lacking = {(t, tid): (lid, bits) for t, tid, lid, bits, _ in mine if bits}
@@ -520,8 +530,6 @@ class Archive:
         for lid, t, tid, mbid, lacks in conn.execute(queries.CANDIDATES, {
                 **near, "upto": _EVERY_LISTEN if upto is None else upto}):
             index.add(Candidate(lid, t, False, lacks), tid, mbid)
-        joined, firsts = (self._join_mates(account_id, batch, seen, mates, upto)
-                          if mates else ({}, set()))
         now = int(time.time())
         insert = queries.INSERT_LISTEN.format(account_id=account_id, seen_at=now)
         if (not seen and not index and not joined
@@ -663,7 +671,8 @@ class Archive:
                 and near(row[0], paired[row[11]])}
 
     def _untangle(self, account: Account, account_id: int, batch: list[tuple[Any, ...]],
-                  tangled: set[tuple[int, int]], result: SaveResult) -> None:
+                  tangled: set[tuple[int, int]], result: SaveResult,
+                  upto: int | None = None, mates: Mates | None = None) -> None:
         """Save the tangled rows run by run by matching each run of plays again, after the
         other rows, saved as usual (with those of runs ``rematch`` does not go to: they
         are matched together with the rest of the batch, as before)."""
@@ -681,16 +690,18 @@ class Archive:
                     runs[-1][1].append(row)
                 else:
                     runs.append((track_id, [row]))
-        runs = [(t, rows) for t, rows in runs if gather(self, account_id, t, rows) is not None]
+        runs = [(t, rows) for t, rows in runs
+                if gather(self, account_id, t, rows, upto) is not None]
         mine = {(row[0], t) for t, rows in runs for row in rows}
         rest = [row for row in batch if (row[0], row[11]) not in mine]
         result.duplicates += sum(1 for row in batch if (row[0], row[11]) in mine) - len(mine)
         if rest:
-            self._save_window(account, rest, result, untangle=False)
+            self._save_window(account, rest, result, untangle=False, upto=upto, mates=mates)
         for track_id, rows in runs:
-            done = rematch(self, account_id, track_id, rows, int(time.time()))
+            done = rematch(self, account_id, track_id, rows, int(time.time()), upto)
             if done is None:
-                self._save_window(account, rows, result, untangle=False)
+                self._save_window(account, rows, result, untangle=False, upto=upto,
+                                  mates=mates)
             else:
                 result.new += done[0]
                 result.merged += done[1]
@@ -896,6 +907,8 @@ class Archive:
         """
         from .writer import BackgroundSaver, Saver
 
+        if upto is None and self.note(IMPORT_NOTE) is not None:
+            self.drop_note(IMPORT_NOTE)  # (its listens are matched from now on)
         if self.background:
             return BackgroundSaver(self, on_saved, log=log, plan_names=plan_names,
                                    upto=upto)
@@ -1115,9 +1128,9 @@ class Archive:
         sql = (f"SELECT {queries.LISTEN_COLUMNS} FROM listens l WHERE {' AND '.join(where)}"
                # listens of one second are ordered by what they are, not by row id, so
                # that an export re-imported elsewhere lists them in the same order (the
-               # accounts and their times tell apart two listens of one spelling)
+               # accounts, their times and tracks tell apart two listens of one spelling)
                f" ORDER BY l.listened_at {order}, l.artist {order}, l.track {order},"
-               f" l.album {order}, accounts {order}, l.id {order}")
+               f" l.album {order}, accounts {order}, account_tracks {order}, l.id {order}")
         if limit is not None:
             sql += " LIMIT :limit"
             args["limit"] = limit

@@ -64,11 +64,11 @@ class _Group:
 
 
 def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]],
-            now: int) -> tuple[int, int] | None:
+            now: int, upto: int | None = None) -> tuple[int, int] | None:
     """Save ``rows`` (one track, not yet in the archive, none a repeat of a record the
     account has) by pairing the run of plays around them again. (new listens, records
-    that joined one), or None to save them the usual way."""
-    run = gather(archive, account_id, track_id, rows)
+    that joined one), or None to save them the usual way. ``upto``: see ``gather``."""
+    run = gather(archive, account_id, track_id, rows, upto)
     if run is None:
         return None
     owners, seen, pushed = run
@@ -99,11 +99,14 @@ def rematch(archive: Archive, account_id: int, track_id: int, rows: list[tuple[A
     return new, len(rows) - new
 
 
-def gather(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]]
-           ) -> tuple[list[Any], list[Any], set[int]] | None:
+def gather(archive: Archive, account_id: int, track_id: int, rows: list[tuple[Any, ...]],
+           upto: int | None = None) -> tuple[list[Any], list[Any], set[int]] | None:
     """The run of plays of the track around ``rows``: its listens, their later sightings
     and those of them pushed somewhere; None where ``rematch`` does not go (see the
-    module's doc, ``MAX_SPAN`` and ``MAX_RUN``). Reads only."""
+    module's doc, ``MAX_SPAN`` and ``MAX_RUN``). An import's (``upto``: the newest listen
+    id from before it) does not go where a listen the import made holds another
+    account's record: its file grouped those records (``Archive.save_records``). Reads
+    only."""
     conn = archive.conn
     tol = archive.tolerance
     # Widen until the listens of the track nearest the edges are three tolerances inside:
@@ -134,6 +137,9 @@ def gather(archive: Archive, account_id: int, track_id: int, rows: list[tuple[An
     accounts = {r[1] for r in owners} | {s[2] for s in seen} | {account_id}
     if (strays or None in accounts or len(accounts) != 2
             or any(s[4] != track_id for s in seen)):
+        return None
+    if upto is not None and (any(r[0] > upto and r[1] != account_id for r in owners)
+                             or any(s[1] > upto and s[2] != account_id for s in seen)):
         return None
     pushed = {r[0] for r in conn.execute(queries.RUN_PUSHED.format(marks=marks), ids)}
     return owners, seen, pushed
