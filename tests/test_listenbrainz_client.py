@@ -309,8 +309,8 @@ def test_parse_export_mixed_validity_reports_reasons() -> None:
         except ValueError as exc:
             reasons.append(str(exc))
     assert [r.track for r in good] == ["California Dreamin'", "Golden Brown", "Altered State"]
-    assert reasons == ["listen has an empty artist_name", "listen has an empty track_name",
-                       "listen has no listened_at"]
+    assert reasons == ["listen's artist_name is empty or not text",
+                       "listen's track_name is empty or not text", "listen has no listened_at"]
 
 
 def test_parse_flattened_and_odd_types() -> None:
@@ -350,7 +350,7 @@ def test_parse_page_can_skip_and_report_invalid_listens() -> None:
         parse_listens_page(page)
     seen: list[str] = []
     records = parse_listens_page(page, on_invalid=lambda listen, reason: seen.append(reason))
-    assert len(records) == 2 and seen == ["listen has an empty track_name"]
+    assert len(records) == 2 and seen == ["listen's track_name is empty or not text"]
 
 
 def test_parse_playing_now_has_zero_listened_at() -> None:
@@ -634,7 +634,7 @@ def test_listens_page_reports_skipped_listens(router: respx.MockRouter, t: FakeT
     router.get(f"{ROOT}/1/user/scrob_tester/listens").respond(200, json=body)
     page = make(t).listens("scrob_tester")
     assert len(page.records) == 2 and page.count == 3
-    assert page.skipped == ("listen has an empty artist_name",)
+    assert page.skipped == ("listen's artist_name is empty or not text",)
     assert page.newest_ts == 1586888400  # the skipped listen still moves the span
 
 
@@ -821,3 +821,17 @@ def test_token_never_in_messages_or_logs(router: respx.MockRouter, t: FakeTime,
     assert logs, "the log callback saw the requests"
     for text in [*logs, *(str(e) for e in errors), *(repr(e) for e in errors), repr(client)]:
         assert TOKEN not in text
+
+
+def test_a_listens_bad_fields_are_named_as_json_spells_them() -> None:
+    """A reason shows the value as the file has it (`true`, not Python's `True`), and a
+    name that is not text is not called empty."""
+    meta = {"artist_name": "A", "track_name": "T"}
+    for listen, reason in [
+        ({"listened_at": True, "track_metadata": meta}, "listened_at is not a number: true"),
+        ({"listened_at": 1700000000, "track_metadata": {**meta, "artist_name": 5}},
+         "listen's artist_name is empty or not text"),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            parse_listen(listen)
+        assert str(caught.value) == reason

@@ -250,16 +250,17 @@ def _parse(listen: _Listen, listened_at: int | None, raw: bytes) -> SourceRecord
                 raise ValueError("listen has no listened_at")
             stamp = _timestamp(listened_at)
             if stamp is None:
-                raise ValueError(f"listened_at is not a number: {listened_at!r}")
+                raise ValueError("listened_at is not a number: "
+                                 + msgspec.json.encode(listened_at).decode())
             listened_at = stamp
     if not 0 <= listened_at <= LATEST_TIME:
         raise ValueError(f"listened_at {listened_at} is not a time")
     artist = _text(metadata.artist_name)
     if not artist:
-        raise ValueError("listen has an empty artist_name")
+        raise ValueError("listen's artist_name is empty or not text")
     track = _text(metadata.track_name)
     if not track:
-        raise ValueError("listen has an empty track_name")
+        raise ValueError("listen's track_name is empty or not text")
     info = metadata.additional_info or _NO_INFO
     mapping = metadata.mbid_mapping or _NO_MAPPING
     # Each MBID is the user's (additional_info) if usable, else the server's mapping's;
