@@ -497,8 +497,8 @@ def _import(archive: Archive, path: Path, fmt: str,
     file_id = _fingerprint(path)
     held = _unfinished(archive.note(IMPORT_NOTE), file_id)
     resumed = held is not None
-    before, *names = held or (archive.last_id(), *archive.name_marks())
-    names_before = (names[0], names[1])
+    before, artists_before, tracks_before = held or (archive.last_id(), *archive.name_marks())
+    names_before = (artists_before, tracks_before)
     noted = False
     # reading a file is quicker than saving it: this process plans the names too, and
     # leaves the writer process only its SQL (a million listens: the writer ~11 -> ~8.5

@@ -960,8 +960,9 @@ class Archive:
 
     def name_marks(self) -> tuple[int, int]:
         """The largest artist and track ids: names created later are numbered above."""
-        return tuple(self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
-                     for table in ("artists", "tracks"))  # type: ignore[return-value]
+        artists, tracks = (self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
+                           for table in ("artists", "tracks"))
+        return artists, tracks
 
     def respell(self, names: Iterable[tuple[str, str]], *, above: tuple[int, int]) -> None:
         """Spell each (artist, track) in the name tables as given, where that artist or
